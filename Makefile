@@ -1,0 +1,26 @@
+# The two promises of the README: `make lab` and `make test`, on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: lab test setup bench clean
+lab: $(STAMP)
+	$(VENV)/bin/kafkalab lab
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "kafkalab needs Python 3.10+")'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/broker_startup.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

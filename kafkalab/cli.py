@@ -1,0 +1,137 @@
+"""`kafkalab up | down | status | logs | reset | lab`: the local broker from a shell."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .broker.jars import JarsError
+from .broker.java import JavaError
+from .broker.local import BrokerError, LocalBroker
+
+
+def _broker(args) -> LocalBroker:
+    return LocalBroker(home=args.home, port=getattr(args, "port", None))
+
+
+def cmd_up(args) -> int:
+    status = _broker(args).up(timeout=args.timeout)
+    print(status["bootstrap"])
+    return 0
+
+
+def cmd_down(args) -> int:
+    broker = _broker(args)
+    state = broker.state()
+    print(f"stopped broker (pid {state.pid})" if broker.down() else "no broker running")
+    return 0
+
+
+def cmd_status(args) -> int:
+    status = _broker(args).status()
+    if args.json:
+        print(json.dumps(status, indent=1))
+    else:
+        node = status["nodes"][0]
+        state = f"running (pid {node['pid']})" if status["running"] else "stopped"
+        print(f"profile:   {status['profile']}\nstate:     {state}\n"
+              f"bootstrap: {status['bootstrap'] or '-'}\ndata:      {status['data_dir']}\n"
+              f"log:       {status['log_file']}")
+    return 0 if status["running"] else 3
+
+
+def cmd_logs(args) -> int:
+    broker = _broker(args)
+    for line in broker.log_tail(args.lines):
+        print(line)
+    if args.follow:
+        with open(broker.log_file) as f:
+            f.seek(0, os.SEEK_END)
+            try:
+                while True:
+                    line = f.readline()
+                    if line:
+                        sys.stdout.write(line)
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.3)
+            except KeyboardInterrupt:
+                return 0
+    return 0
+
+
+def cmd_reset(args) -> int:
+    broker = _broker(args)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"refusing to wipe {broker.dir} without --yes", file=sys.stderr)
+            return 2
+        answer = input(f"Wipe every topic and record under {broker.dir}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing wiped")
+            return 1
+    broker.reset()
+    print(f"wiped {broker.dir}")
+    return 0
+
+
+def cmd_lab(args) -> int:
+    _broker(args).up(timeout=args.timeout)
+    notebook = Path(args.notebooks) / "00_start_here.ipynb"
+    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={args.notebooks}",
+            "--ip=127.0.0.1"]
+    if notebook.exists():
+        argv.append(str(notebook.resolve()))
+    if args.no_browser:
+        argv.append("--no-browser")
+    print("kafkalab: starting JupyterLab (Ctrl-C stops it; `kafkalab down` stops the broker)")
+    os.execv(sys.executable, argv)
+    return 0  # not reached: execv replaces this process
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kafkalab", description=__doc__)
+    p.add_argument("--home", help="where brokers keep state and data "
+                                  "(default: $KAFKALAB_HOME or ~/.local/share/kafkalab)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help):
+        sp = sub.add_parser(name, help=help)
+        sp.set_defaults(func=func)
+        sp.add_argument("--profile", choices=["single"], default="single",
+                        help="broker layout (single: one KRaft node)")
+        return sp
+
+    up = add("up", cmd_up, "start the broker; returns once a produce/consume round trip works")
+    up.add_argument("--port", type=int, help="client port (default 9092, else a free one; 0: any)")
+    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    add("down", cmd_down, "stop the broker (data is kept)")
+    st = add("status", cmd_status, "is the broker running, and where (exit 3 if not)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    lg = add("logs", cmd_logs, "show the broker log")
+    lg.add_argument("-n", "--lines", type=int, default=50)
+    lg.add_argument("-f", "--follow", action="store_true")
+    rs = add("reset", cmd_reset, "stop the broker and wipe all its data")
+    rs.add_argument("--yes", action="store_true", help="do not ask")
+    lab = add("lab", cmd_lab, "start the broker and JupyterLab on the notebooks")
+    lab.add_argument("--port", type=int)
+    lab.add_argument("--timeout", type=float, default=90.0)
+    lab.add_argument("--notebooks", default="notebooks")
+    lab.add_argument("--no-browser", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (BrokerError, JavaError, JarsError) as e:
+        print(f"kafkalab: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

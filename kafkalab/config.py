@@ -1,0 +1,68 @@
+"""Where to connect: KAFKA_BOOTSTRAP_SERVERS (any cluster) wins over the local lab broker."""
+from __future__ import annotations
+
+import os
+
+from .broker.local import BrokerError, LocalBroker, reachable
+
+# kafka-python waits 30 s to bootstrap by default; a notebook cell should fail sooner.
+BOOTSTRAP_TIMEOUT_MS = 8000
+
+# Environment variable -> kafka-python setting, for remote clusters (e.g. SASL_SSL clouds).
+SECURITY_ENV = {
+    "KAFKA_SECURITY_PROTOCOL": "security_protocol",
+    "KAFKA_SASL_MECHANISM": "sasl_mechanism",
+    "KAFKA_SASL_USERNAME": "sasl_plain_username",
+    "KAFKA_SASL_PASSWORD": "sasl_plain_password",
+    "KAFKA_SSL_CAFILE": "ssl_cafile",
+    "KAFKA_SSL_CERTFILE": "ssl_certfile",
+    "KAFKA_SSL_KEYFILE": "ssl_keyfile",
+}
+
+
+class BrokerUnavailable(BrokerError):
+    """No Kafka broker can be reached; the message says how to get one."""
+
+
+HOW_TO_START = ("Start the lab broker with `kafkalab up` (or call kafkalab.ensure_broker()), "
+                "or set KAFKA_BOOTSTRAP_SERVERS to a reachable cluster.")
+
+
+def bootstrap() -> str:
+    """The bootstrap servers to use, as 'host:port[,host:port...]'."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if env:
+        return env
+    broker = LocalBroker()
+    state = broker.state()
+    if state is None or not broker.alive(state):
+        raise BrokerUnavailable(f"No local Kafka broker is running under {broker.dir}. {HOW_TO_START}")
+    return f"127.0.0.1:{state.port}"
+
+
+def client_config(**overrides) -> dict:
+    """Keyword arguments for KafkaProducer, KafkaConsumer and KafkaAdminClient alike."""
+    config = {"bootstrap_servers": bootstrap(), "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS}
+    for env, key in SECURITY_ENV.items():
+        if os.environ.get(env):
+            config[key] = os.environ[env]
+    config.update(overrides)
+    return config
+
+
+def require_reachable(servers: str | None = None) -> str:
+    """Fail in ~2 s with a clear message instead of a client's long bootstrap wait."""
+    servers = servers or bootstrap()
+    if not reachable(servers, timeout=2.0):
+        raise BrokerUnavailable(f"No Kafka broker answers at {servers}. {HOW_TO_START}")
+    return servers
+
+
+def ensure_broker() -> str:
+    """For notebooks: reuse a reachable broker, else start the local lab broker."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if env:
+        return require_reachable(env)
+    broker = LocalBroker()
+    broker.up()
+    return broker.bootstrap

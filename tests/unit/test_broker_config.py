@@ -1,0 +1,77 @@
+"""The broker's configuration, preflight checks and failure diagnosis, without starting it."""
+import pytest
+
+from kafkalab.broker.local import BrokerError, LocalBroker, free_port, port_free
+
+
+def props(text):
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
+
+
+def test_listens_on_loopback_only(tmp_path):
+    p = props(LocalBroker(home=tmp_path).render_config(9092, 9093))
+    assert p["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+    assert p["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092"
+    assert p["controller.quorum.voters"] == "1@127.0.0.1:9093"
+    assert p["process.roles"] == "broker,controller"
+    assert p["log.dirs"] == str(tmp_path / "single" / "data")
+    assert p["offsets.topic.replication.factor"] == "1"
+    assert p["group.initial.rebalance.delay.ms"] == "0"
+
+
+def test_requested_port_that_is_taken_is_refused(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert not port_free(port)
+        with pytest.raises(BrokerError, match="port taken"):
+            LocalBroker(home=tmp_path, port=port)._choose_ports(None)
+
+
+def test_port_zero_means_any_free_port(tmp_path):
+    port, cport = LocalBroker(home=tmp_path, port=0)._choose_ports(None)
+    assert port != cport and port_free(port) and port_free(cport)
+
+
+def test_data_dir_from_another_version_is_refused(tmp_path):
+    broker = LocalBroker(home=tmp_path)
+    broker.data_dir.mkdir(parents=True)
+    (broker.data_dir / ".kafkalab-version").write_text("3.9.0\n")
+    with pytest.raises(BrokerError, match="data dir from another version"):
+        broker._preflight()
+
+
+@pytest.mark.parametrize("log_line, cause", [
+    ("java.net.BindException: Address already in use", "port taken"),
+    ("java.lang.UnsupportedClassVersionError: kafka/Kafka has been compiled", "Java too old"),
+    ("java.io.IOException: No space left on device", "out of disk"),
+    ("InconsistentClusterIdException: The Cluster ID x doesn't match", "another cluster"),
+])
+def test_diagnosis_names_the_likely_cause(tmp_path, log_line, cause):
+    broker = LocalBroker(home=tmp_path)
+    broker.log_file.parent.mkdir(parents=True)
+    broker.log_file.write_text(f"[x] INFO starting\n[y] ERROR {log_line}\n")
+    text = broker.diagnose("the broker process exited during start-up")
+    likely = [line for line in text.splitlines() if line.startswith("likely cause:")]
+    assert likely and cause in likely[0]
+    assert log_line in text
+
+
+def test_unknown_failure_still_shows_the_log(tmp_path):
+    broker = LocalBroker(home=tmp_path)
+    broker.log_file.parent.mkdir(parents=True)
+    broker.log_file.write_text("something odd\n")
+    text = broker.diagnose("it failed")
+    assert "likely cause" not in text and "something odd" in text
+
+
+def test_status_of_a_never_started_home(tmp_path):
+    status = LocalBroker(home=tmp_path).status()
+    assert status["running"] is False and status["profile"] == "single"
+    assert status["nodes"][0]["alive"] is False and status["bootstrap"] is None
+
+
+def test_free_port_is_free():
+    assert port_free(free_port())

@@ -1,0 +1,44 @@
+import pytest
+
+import kafkalab
+from kafkalab.config import BrokerUnavailable
+
+
+def test_environment_wins(monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker-a:9092,broker-b:9092")
+    assert kafkalab.bootstrap() == "broker-a:9092,broker-b:9092"
+
+
+def test_client_config_carries_security_and_overrides(monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "cloud:9093")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "alice")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "s3cret")
+    cfg = kafkalab.client_config(client_id="nb", bootstrap_timeout_ms=1000)
+    assert cfg == {"bootstrap_servers": "cloud:9093", "bootstrap_timeout_ms": 1000,
+                   "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                   "sasl_plain_username": "alice", "sasl_plain_password": "s3cret",
+                   "client_id": "nb"}
+
+
+def test_no_broker_says_how_to_start_one(monkeypatch, tmp_path):
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("KAFKALAB_HOME", str(tmp_path))
+    with pytest.raises(BrokerUnavailable, match="kafkalab up"):
+        kafkalab.bootstrap()
+
+
+@pytest.mark.parametrize("call", [kafkalab.topics, lambda: kafkalab.peek("t"),
+                                  lambda: kafkalab.lag("g")])
+def test_helpers_fail_clearly_on_an_unreachable_broker(monkeypatch, call):
+    from kafkalab.broker.local import free_port
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    with pytest.raises(BrokerUnavailable, match="No Kafka broker answers"):
+        call()
+
+
+def test_public_surface_is_small():
+    assert set(kafkalab.__all__) == {"KAFKA_VERSION", "BrokerError", "BrokerUnavailable",
+                                     "LocalBroker", "bootstrap", "client_config",
+                                     "ensure_broker", "lag", "peek", "topics"}
