@@ -89,7 +89,7 @@ def reachable(bootstrap: str, timeout: float = 2.0) -> bool:
 
 
 def pid_alive(pid: int | None, marker: str | None = None) -> bool:
-    """Alive and (on Linux) really our broker, not a recycled pid."""
+    """Alive (not a zombie) and, on Linux, really our broker rather than a recycled pid."""
     if not pid:
         return False
     try:
@@ -98,17 +98,16 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
         return False
     except PermissionError:
         return marker is None
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if marker and cmdline.exists():
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return False
-        if marker not in text:
-            return False
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():  # not Linux: the signal check is all there is
+        return True
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False  # exited; its parent (or a non-reaping init) has not collected it
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return marker is None or marker in cmdline
 
 
 @dataclass
@@ -336,7 +335,10 @@ class LocalBroker:
                                         f"(last error: {last_error})"))
 
     def diagnose(self, headline: str, lines: int = 25) -> str:
-        tail = self.log_tail(lines)
+        tail = self.log_tail(400)
+        starts = [i for i, line in enumerate(tail) if line.startswith("=== kafkalab up")]
+        tail = tail[starts[-1] + 1:] if starts else tail  # this start only
+        tail = tail[-lines:]
         text = "\n".join(tail)
         causes = [
             ("Address already in use", "port taken: another program listens on a broker port"),
@@ -344,6 +346,7 @@ class LocalBroker:
             ("No space left on device", "out of disk"),
             ("Invalid cluster.id", "data dir from another cluster or version: `kafkalab reset --yes`"),
             ("InconsistentClusterIdException", "data dir from another cluster: `kafkalab reset --yes`"),
+            ("doesn't match", "data dir from another node or cluster: `kafkalab reset --yes`"),
             ("No readable meta.properties", "data dir not formatted: `kafkalab reset --yes`"),
             ("OutOfMemoryError", "out of memory: close other programs or lower the load"),
         ]

@@ -1,0 +1,130 @@
+"""up / down / kill -9 / reset on a broker of its own (the session broker is left alone)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from kafka import KafkaProducer
+
+import kafkalab
+from kafkalab.broker.local import BrokerError, LocalBroker, pid_alive
+
+pytestmark = pytest.mark.integration
+
+
+def cli(home, *args, **kw):
+    return subprocess.run([sys.executable, "-m", "kafkalab.cli", "--home", str(home), *args],
+                          capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def home(lab_home):
+    home = lab_home / "lifecycle"
+    yield home
+    LocalBroker(home=home).down()
+
+
+def produce(bootstrap, topic, n):
+    with KafkaProducer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=8000) as p:
+        for i in range(n):
+            p.send(topic, value=f"r{i}".encode()).get(timeout=15)
+
+
+def test_up_down_up_keeps_topics_and_records(home):
+    up = cli(home, "up", "--port", "0", check=True)
+    bootstrap = up.stdout.strip()
+    assert "ready at" in up.stderr and " s" in up.stderr  # prints how long readiness took
+    produce(bootstrap, "kept", 7)
+    pid = LocalBroker(home=home).state().pid
+
+    down = cli(home, "down", check=True)
+    assert f"pid {pid}" in down.stdout
+    assert not pid_alive(pid)
+    assert json.loads(cli(home, "status", "--json").stdout)["running"] is False
+
+    bootstrap = cli(home, "up", check=True).stdout.strip()
+    values = kafkalab.peek("kept", n=100, bootstrap_servers=bootstrap)["value"]
+    assert list(values) == [f"r{i}" for i in range(7)]
+
+
+def test_sigkill_then_up_recovers(home):
+    broker = LocalBroker(home=home)
+    broker.up()
+    produce(broker.bootstrap, "survives", 5)
+    pid = broker.state().pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid, str(broker.config_file)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert broker.status()["running"] is False
+
+    broker.up()
+    assert broker.state().pid != pid
+    assert len(kafkalab.peek("survives", n=100, bootstrap_servers=broker.bootstrap)) == 5
+    produce(broker.bootstrap, "survives", 1)  # and it takes writes again
+
+
+def test_up_when_running_is_idempotent(home):
+    broker = LocalBroker(home=home)
+    broker.up()
+    pid = broker.state().pid
+    broker.up()
+    assert broker.state().pid == pid
+
+
+def test_a_taken_port_at_restart_moves_to_a_free_one(home):
+    broker = LocalBroker(home=home)
+    broker.up()
+    old = broker.state().port
+    broker.down()
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        broker.up()
+        assert broker.state().port != old
+    assert kafkalab.peek("kept", n=1, bootstrap_servers=broker.bootstrap)["value"].tolist() == ["r6"]
+
+
+def test_java_too_old_fails_fast_with_the_cause(home, tmp_path, monkeypatch):
+    broker = LocalBroker(home=home)
+    broker.down()
+    java = tmp_path / "bin" / "java"
+    java.parent.mkdir()
+    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\"' >&2\n")
+    java.chmod(0o755)
+    result = cli(home, "up", env={**os.environ, "JAVA_HOME": str(tmp_path)})
+    assert result.returncode == 1 and "Java too old" in result.stderr
+    assert broker.status()["running"] is False
+
+
+def test_a_broker_that_dies_at_start_reports_its_log(home):
+    """A corrupt data dir makes the JVM exit: `up` says so and shows the last log lines."""
+    broker = LocalBroker(home=home)
+    broker.down()
+    meta = broker.data_dir / "meta.properties"
+    original = meta.read_text()
+    meta.write_text(original.replace("node.id=1", "node.id=2"))
+    try:
+        with pytest.raises(BrokerError) as err:
+            broker.up(timeout=60)
+        text = str(err.value)
+        assert "exited during start-up" in text and "last lines of" in text
+        assert "likely cause: data dir from another node or cluster" in text
+        assert "Kafka Server started" not in text  # only this start's lines
+        assert broker.status()["running"] is False
+    finally:
+        meta.write_text(original)
+
+
+def test_reset_needs_yes_and_then_wipes(home):
+    broker = LocalBroker(home=home)
+    broker.up()
+    refused = cli(home, "reset", stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and broker.data_dir.exists() and broker.status()["running"]
+    assert cli(home, "reset", "--yes").returncode == 0
+    assert not broker.dir.exists() and broker.status()["running"] is False

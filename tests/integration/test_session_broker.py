@@ -1,0 +1,96 @@
+"""kafkalab's helpers and a second client library against the real session broker."""
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+import kafkalab
+
+pytestmark = pytest.mark.integration
+
+
+def fresh(name):
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def test_bootstrap_points_at_the_session_broker(broker):
+    assert kafkalab.bootstrap() == broker.bootstrap
+    assert broker.status()["running"] is True
+
+
+def test_topics_peek_and_lag_describe_real_data(broker):
+    topic, group = fresh("explore"), fresh("g")
+    with KafkaProducer(**kafkalab.client_config()) as p:
+        for i in range(30):
+            p.send(topic, key=f"k{i % 3}".encode(), value=json.dumps({"i": i}).encode(),
+                   headers=[("source", b"test")])
+    row = kafkalab.topics().set_index("topic").loc[topic]
+    assert (row["partitions"], row["records"]) == (1, 30)
+
+    last = kafkalab.peek(topic, n=5)
+    assert list(last.columns) == ["partition", "offset", "timestamp", "key", "value", "headers"]
+    assert list(last["offset"]) == [25, 26, 27, 28, 29]
+    assert last["value"].iloc[-1] == {"i": 29} and last["headers"].iloc[0] == {"source": "test"}
+    assert list(kafkalab.peek(topic, n=2, from_end=False)["offset"]) == [0, 1]
+
+    with KafkaConsumer(topic, **kafkalab.client_config(
+            group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)) as c:
+        seen = 0
+        while seen < 12:
+            seen += sum(len(r) for r in c.poll(1000, max_records=12 - seen).values())
+        c.commit()
+    lag = kafkalab.lag(group)
+    assert lag.to_dict("records") == [{"topic": topic, "partition": 0, "committed": 12,
+                                       "end_offset": 30, "lag": 18}]
+
+
+def test_lag_of_an_unknown_group_is_empty(broker):
+    lag = kafkalab.lag(fresh("nobody"))
+    assert lag.empty and list(lag.columns) == ["topic", "partition", "committed", "end_offset", "lag"]
+
+
+def test_peek_unknown_topic_is_a_clear_error(broker):
+    with KafkaProducer(**kafkalab.client_config()):
+        pass
+    with pytest.raises(ValueError, match="unknown topic"):
+        kafkalab.peek(fresh("missing"), timeout=2)
+
+
+def test_a_different_client_library_can_produce_and_consume(broker):
+    """librdkafka (confluent-kafka), not kafka-python: the broker is real Kafka."""
+    confluent = pytest.importorskip("confluent_kafka")
+    topic = fresh("librdkafka")
+    p = confluent.Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        p.produce(topic, key=str(i), value=f"v{i}")
+    assert p.flush(15) == 0
+    c = confluent.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": fresh("rd"),
+                            "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    values = []
+    try:
+        for _ in range(60):
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() is None:
+                values.append(msg.value().decode())
+            if len(values) == 10:
+                break
+    finally:
+        c.close()
+    assert values == [f"v{i}" for i in range(10)]
+    # and kafka-python sees the same records
+    assert list(kafkalab.peek(topic, n=10)["value"]) == values
+
+
+def test_cli_status_json(broker, lab_home):
+    out = subprocess.run([sys.executable, "-m", "kafkalab.cli", "--home", str(broker.home),
+                          "status", "--json"], capture_output=True, text=True, check=True)
+    status = json.loads(out.stdout)
+    state = broker.state()
+    assert status["running"] is True and status["profile"] == "single"
+    assert status["bootstrap"] == f"127.0.0.1:{state.port}"
+    assert status["data_dir"] == str(broker.data_dir)
+    assert status["nodes"] == [{"id": 1, "pid": state.pid, "port": state.port, "alive": True}]
