@@ -66,7 +66,7 @@ def _decode(raw: bytes | None):
 
 def peek(topic: str, n: int = 10, from_end: bool = True, timeout: float = 5.0,
          **overrides) -> pd.DataFrame:
-    """The last (or first) n records of every partition, without joining a group."""
+    """The newest (or oldest) n records of a topic, across partitions, without joining a group."""
     columns = ["partition", "offset", "timestamp", "key", "value", "headers"]
     config = client_config(**overrides)
     require_reachable(config["bootstrap_servers"])
@@ -99,8 +99,8 @@ def peek(topic: str, n: int = 10, from_end: bool = True, timeout: float = 5.0,
                 if tp in wanted and consumer.position(tp) >= wanted[tp]:
                     del wanted[tp]
                     consumer.pause(tp)
-    df = pd.DataFrame(rows, columns=columns)
-    return df.sort_values(["timestamp", "partition", "offset"], ignore_index=True)
+    df = pd.DataFrame(rows, columns=columns).sort_values(["timestamp", "partition", "offset"])
+    return (df.tail(n) if from_end else df.head(n)).reset_index(drop=True)
 
 
 def lag(group: str, **overrides) -> pd.DataFrame:

@@ -5,7 +5,7 @@ import sys
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 import kafkalab
 
@@ -50,6 +50,19 @@ def test_topics_peek_and_lag_describe_real_data(broker):
 def test_lag_of_an_unknown_group_is_empty(broker):
     lag = kafkalab.lag(fresh("nobody"))
     assert lag.empty and list(lag.columns) == ["topic", "partition", "committed", "end_offset", "lag"]
+
+
+def test_peek_takes_the_newest_records_across_partitions(broker):
+    topic = fresh("spread")
+    with KafkaProducer(**kafkalab.client_config()) as p:
+        with KafkaAdminClient(**kafkalab.client_config()) as admin:
+            admin.create_topics({topic: {"num_partitions": 3, "replication_factor": 1}},
+                                wait_for_metadata=True)
+        base = 1_700_000_000_000
+        for i in range(12):
+            p.send(topic, value=f"v{i}".encode(), partition=i % 3, timestamp_ms=base + i)
+    assert list(kafkalab.peek(topic, n=4)["value"]) == ["v8", "v9", "v10", "v11"]
+    assert list(kafkalab.peek(topic, n=4, from_end=False)["value"]) == ["v0", "v1", "v2", "v3"]
 
 
 def test_peek_unknown_topic_is_a_clear_error(broker):
