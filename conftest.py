@@ -16,6 +16,7 @@ def pytest_configure(config):
     home = Path(tempfile.mkdtemp(prefix="kafkalab-test-"))
     _session["home"] = home
     os.environ["KAFKALAB_HOME"] = str(home / "default")  # LocalBroker() never sees ~/.local
+    os.environ["KAFKALAB_CACHE_DIR"] = str(home / "cache")  # nor the user's CDS archives
     os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
 
 

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import cds
 from .java import Java, find_java
 from .jars import KAFKA_VERSION, classpath
 
@@ -239,9 +240,9 @@ class LocalBroker:
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _java_cmd(self, java: Java, jars: list[Path], main: str, *args: str,
-                  heap: list[str] | None = None) -> list[str]:
+                  heap: list[str] | None = None, extra: list[str] = ()) -> list[str]:
         log4j = self.dir / "log4j2.properties"
-        return [str(java.path), *(self.jvm_opts if heap is None else heap),
+        return [str(java.path), *(self.jvm_opts if heap is None else heap), *extra,
                 f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.log_file.parent}",
                 "-cp", os.pathsep.join(map(str, jars)), main, *args]
 
@@ -266,7 +267,8 @@ class LocalBroker:
     def _format(self, java: Java, jars: list[Path], cluster_id: str) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = self._java_cmd(java, jars, "kafka.tools.StorageTool", "format",
-                             "-t", cluster_id, "-c", str(self.config_file), "--ignore-formatted",
+                             f"--cluster-id={cluster_id}", "-c", str(self.config_file),
+                             "--ignore-formatted",
                              heap=["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
@@ -286,22 +288,27 @@ class LocalBroker:
         java = find_java()
         jars = classpath(stream=self.out)
         port, cport = self._choose_ports(state)
-        cluster_id = (state.cluster_id if state and state.cluster_id
-                      else base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_id = state.cluster_id if state and state.cluster_id else new_cluster_id()
         self.config_file.write_text(self.render_config(port, cport))
         (self.dir / "log4j2.properties").write_text(LOG4J2)
         if not (self.data_dir / "meta.properties").exists():
             self._format(java, jars, cluster_id)
+        archive, share, pending = None, [], None
+        if cds.enabled():
+            archive = cds.archive_for(java, jars, self.jvm_opts)
+            share, pending = cds.jvm_flags(archive)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             log.write(f"\n=== kafkalab up {time.strftime('%Y-%m-%dT%H:%M:%S')} ===\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                self._java_cmd(java, jars, "kafka.Kafka", str(self.config_file)),
+                self._java_cmd(java, jars, "kafka.Kafka", str(self.config_file), extra=share),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=self.dir)
         state = State(port=port, controller_port=cport, pid=proc.pid, cluster_id=cluster_id,
-                      java=str(java), started_at=time.time())
+                      java=str(java), started_at=time.time(),
+                      extra={"cds_archive": str(archive) if archive else None,
+                             "cds_pending": str(pending) if pending else None})
         self._save(state)
         try:
             self.wait_ready(state, timeout - (time.monotonic() - t0), proc=proc)
@@ -309,6 +316,7 @@ class LocalBroker:
             if proc.poll() is None:
                 self._signal(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+            cds.discard(pending)
             raise
         self._say(f"Apache Kafka {KAFKA_VERSION} ready at 127.0.0.1:{port} "
                   f"(pid {proc.pid}, {java}) in {time.monotonic() - t0:.1f} s")
@@ -386,6 +394,8 @@ class LocalBroker:
         if self.alive(state):
             self._say(f"broker did not stop in {timeout:.0f} s; killing pid {state.pid}")
             self.kill()
+        else:
+            cds.adopt(_path(state.extra.get("cds_pending")), _path(state.extra.get("cds_archive")))
         _reap(state.pid)
         return True
 
@@ -399,6 +409,7 @@ class LocalBroker:
         while self.alive(state) and time.monotonic() < deadline:
             _reap(state.pid)
             time.sleep(0.05)
+        cds.discard(_path(state.extra.get("cds_pending")))
         return True
 
     def reset(self) -> None:
@@ -406,6 +417,19 @@ class LocalBroker:
         self.down()
         if self.dir.exists():
             shutil.rmtree(self.dir)
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def new_cluster_id() -> str:
+    """Like Kafka's Uuid.randomUuid(): base64url of 16 random bytes, never starting with '-'
+    (the command line would read such an id as an option)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _reap(pid: int) -> None:

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
@@ -128,3 +129,14 @@ def test_reset_needs_yes_and_then_wipes(home):
     assert refused.returncode == 2 and broker.data_dir.exists() and broker.status()["running"]
     assert cli(home, "reset", "--yes").returncode == 0
     assert not broker.dir.exists() and broker.status()["running"] is False
+
+
+def test_class_data_sharing_archive_is_made_on_clean_stop_then_used(home):
+    broker = LocalBroker(home=home)
+    broker.up()
+    broker.down()  # a clean stop publishes the archive (the first run in this cache dumped it)
+    broker.up()
+    archive = broker.state().extra["cds_archive"]
+    cmdline = Path(f"/proc/{broker.state().pid}/cmdline").read_bytes().decode()
+    assert Path(archive).exists() and f"-XX:SharedArchiveFile={archive}" in cmdline
+    assert broker.state().extra["cds_pending"] is None

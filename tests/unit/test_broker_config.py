@@ -75,3 +75,11 @@ def test_status_of_a_never_started_home(tmp_path):
 
 def test_free_port_is_free():
     assert port_free(free_port())
+
+
+def test_cluster_ids_are_kafka_shaped_and_never_look_like_options():
+    import re
+    from kafkalab.broker.local import new_cluster_id
+    ids = [new_cluster_id() for _ in range(2000)]  # ~31 would start with '-' if unguarded
+    assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
