@@ -82,11 +82,13 @@ def cmd_lab(args) -> int:
     _broker(args).up(timeout=args.timeout)
     notebook = Path(args.notebooks) / "00_start_here.ipynb"
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={args.notebooks}",
-            "--ip=127.0.0.1"]
+            "--ip=127.0.0.1", f"--port={args.jupyter_port}"]
     if notebook.exists():
         argv.append(str(notebook.resolve()))
     if args.no_browser:
         argv.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")  # containers and CI machines often run as root
     print("kafkalab: starting JupyterLab (Ctrl-C stops it; `kafkalab down` stops the broker)")
     os.execv(sys.executable, argv)
     return 0  # not reached: execv replaces this process
@@ -120,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
     lab.add_argument("--port", type=int)
     lab.add_argument("--timeout", type=float, default=90.0)
     lab.add_argument("--notebooks", default="notebooks")
+    lab.add_argument("--jupyter-port", type=int, default=8888,
+                     help="JupyterLab's port (the next free one if taken)")
     lab.add_argument("--no-browser", action="store_true")
     return p
 
