@@ -140,3 +140,21 @@ def test_class_data_sharing_archive_is_made_on_clean_stop_then_used(home):
     cmdline = Path(f"/proc/{broker.state().pid}/cmdline").read_bytes().decode()
     assert Path(archive).exists() and f"-XX:SharedArchiveFile={archive}" in cmdline
     assert broker.state().extra["cds_pending"] is None
+
+
+def test_kafka_home_distribution_is_used_instead_of_the_lock(lab_home, tmp_path, monkeypatch):
+    """An unpacked Apache Kafka (here: a libs/ dir of the same jars) replaces the Maven jars."""
+    from kafkalab.broker.jars import classpath
+    libs = tmp_path / "kafka_2.13-4.4.0" / "libs"
+    libs.mkdir(parents=True)
+    for jar in classpath():
+        (libs / jar.name).symlink_to(jar)
+    monkeypatch.setenv("KAFKA_HOME", str(libs.parent))
+    broker = LocalBroker(home=lab_home / "kafka-home", port=0)
+    try:
+        broker.up()
+        cmdline = Path(f"/proc/{broker.state().pid}/cmdline").read_bytes().decode()
+        assert str(libs / "kafka_2.13-4.4.0.jar") in cmdline
+        produce(broker.bootstrap, "from-kafka-home", 1)
+    finally:
+        broker.down()
