@@ -1,0 +1,151 @@
+"""Event-time windows against hand-computed results: in order, out of order, late, idle."""
+import pandas as pd
+import pytest
+
+from kafkalab.windows import EventTimeWindows, Hopping, Session, Tumbling, to_frame
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def rows(windows):
+    return [(w.key, w.start, w.end, w.count) for w in windows]
+
+
+def test_tumbling_windows_close_on_stream_time():
+    w = EventTimeWindows(Tumbling(10))
+    assert w.add(1, "a", 2.0) == [] and w.add(5, "a", 4.0) == [] and w.add(7, "b", 1.0) == []
+    closed = w.add(12, "a", 10.0)
+    assert rows(closed) == [("a", 0, 10, 2), ("b", 0, 10, 1)]
+    assert all(c.final for c in closed)
+    a = closed[0]
+    assert (a.sum, a.mean, a.min, a.max) == (6.0, 3.0, 2.0, 4.0)
+    assert rows(w.open_windows()) == [("a", 10, 20, 1)]
+
+
+def test_windows_are_half_open_and_epoch_aligned():
+    w = EventTimeWindows(Tumbling(10))
+    w.add(10, "k")  # exactly at a boundary: belongs to [10, 20), not [0, 10)
+    assert rows(w.open_windows()) == [("k", 10, 20, 1)]
+    assert Tumbling(5000).windows_for(1_700_000_001_234) == [(1_700_000_000_000, 1_700_000_005_000)]
+
+
+def test_a_late_record_is_counted_and_kept_not_dropped_silently():
+    w = EventTimeWindows(Tumbling(10))
+    w.add(1, "a")
+    w.add(15, "a")           # closes [0, 10)
+    assert w.add(3, "a", 7.0) == []
+    assert w.late_count == 1
+    late = w.late[0]
+    assert (late.key, late.timestamp, late.stream_time, late.value) == ("a", 3, 15, 7.0)
+    assert rows(w.open_windows()) == [("a", 10, 20, 1)]  # the late record went nowhere else
+
+
+def test_out_of_order_within_grace_is_accepted():
+    w = EventTimeWindows(Tumbling(10), grace_ms=5)
+    w.add(1)
+    assert w.add(12) == []            # [0,10) stays open until stream time 15
+    assert w.add(3) == [] and w.late_count == 0
+    closed = w.add(16)
+    assert rows(closed) == [(None, 0, 10, 2)]
+    w.add(4)                          # now too late even with grace
+    assert w.late_count == 1
+
+
+def test_hopping_windows_overlap():
+    assert Hopping(10, 5).windows_for(7) == [(0, 10), (5, 15)]
+    assert Hopping(10, 3).windows_for(9) == [(0, 10), (3, 13), (6, 16), (9, 19)]
+    w = EventTimeWindows(Hopping(10, 5))
+    for ts in (1, 7, 12):
+        w.add(ts, "x")
+    # stream time 12 closed [0,10) = {1, 7}; open: [5,15) = {7, 12}, [10,20) = {12}
+    assert rows(w.open_windows()) == [("x", 5, 15, 2), ("x", 10, 20, 1)]
+    assert rows(w.add(20, "x")) == [("x", 5, 15, 2), ("x", 10, 20, 1)]  # 20 >= both ends
+
+
+def test_sessions_split_on_the_gap_and_close_after_it():
+    w = EventTimeWindows(Session(10))
+    w.add(0, "a")
+    w.add(5, "a")
+    w.add(3, "b")
+    closed = w.add(30, "a")           # stream time 30: a's [0,15) and b's [3,13) are over
+    assert rows(closed) == [("b", 3, 13, 1), ("a", 0, 15, 2)]
+    assert rows(w.open_windows()) == [("a", 30, 40, 1)]
+
+
+def test_an_out_of_order_record_merges_two_sessions():
+    w = EventTimeWindows(Session(10), grace_ms=20)
+    w.add(0, "a")
+    w.add(18, "a")
+    assert rows(w.open_windows()) == [("a", 0, 10, 1), ("a", 18, 28, 1)]
+    w.add(9, "a")                     # within 10 of both: one session 0..18
+    assert rows(w.open_windows()) == [("a", 0, 28, 3)]
+
+
+def test_a_quiet_stream_keeps_its_last_window_open_without_an_idle_timeout():
+    clock = FakeClock()
+    w = EventTimeWindows(Tumbling(10), clock=clock)
+    w.add(1, "a")
+    clock.now += 3600
+    assert w.poll_idle() == [] and rows(w.open_windows()) == [("a", 0, 10, 1)]
+
+
+def test_idle_timeout_closes_the_last_window_on_the_wall_clock():
+    clock = FakeClock()
+    w = EventTimeWindows(Tumbling(10), idle_timeout=5, clock=clock)
+    w.add(1, "a")
+    w.add(12, "a")
+    clock.now += 4.9
+    assert w.poll_idle() == []
+    clock.now += 0.2
+    assert rows(w.poll_idle()) == [("a", 10, 20, 1)]
+    assert w.open_windows() == []
+    w.add(13, "a")                    # its window was emitted: late now, not a second result
+    assert w.late_count == 1
+
+
+def test_flush_emits_everything_once():
+    w = EventTimeWindows(Tumbling(10))
+    for ts in (1, 11, 21):
+        w.add(ts)
+    assert rows(w.flush()) == [(None, 20, 30, 1)]
+    assert w.flush() == []
+
+
+def test_every_record_is_accounted_for_exactly_once():
+    import random
+    rnd = random.Random(7)
+    w = EventTimeWindows(Tumbling(100), grace_ms=50)
+    emitted, n = [], 5000
+    base = 0
+    for _ in range(n):
+        base += rnd.randint(0, 5)
+        emitted += w.add(base - rnd.randint(0, 200), rnd.choice("abc"))
+    emitted += w.flush()
+    assert sum(x.count for x in emitted) + w.late_count == n
+    assert len({(x.key, x.start) for x in emitted}) == len(emitted)  # each window once
+
+
+def test_add_frame_takes_datetimes_and_value_columns():
+    df = pd.DataFrame({"timestamp": pd.to_datetime([1, 4, 11], unit="ms", utc=True),
+                       "key": ["a", "a", "a"], "value": [{"x": 1}, {"x": 3}, {"x": 5}]})
+    w = EventTimeWindows(Tumbling(10))
+    closed = w.add_frame(df, value=lambda r: r["value"]["x"])
+    assert rows(closed) == [("a", 0, 10, 2)] and closed[0].mean == 2.0
+    frame = to_frame(closed + w.flush())
+    assert list(frame["count"]) == [2, 1]
+    assert frame["start"].iloc[1] == pd.Timestamp(10, unit="ms", tz="UTC")
+    assert to_frame([]).empty
+
+
+@pytest.mark.parametrize("make", [lambda: Tumbling(0), lambda: Hopping(10, 0), lambda: Hopping(5, 10),
+                                  lambda: Session(-1), lambda: EventTimeWindows(Tumbling(1), grace_ms=-1),
+                                  lambda: EventTimeWindows(Tumbling(1), idle_timeout=0)])
+def test_bad_parameters_are_refused(make):
+    with pytest.raises(ValueError):
+        make()
