@@ -1,0 +1,73 @@
+"""The lag judge on hand-made offset histories (Burrow's rules, adapted to sampled offsets)."""
+import math
+
+import pytest
+
+from kafkalab.lagwatch import Sample, judge
+
+
+def history(*points, dt=1.0):
+    """points: (committed, end) per sample, one second apart."""
+    return [Sample(i * dt, c, e) for i, (c, e) in enumerate(points)]
+
+
+def test_no_lag_is_ok():
+    v = judge(history((10, 10), (20, 20), (30, 30)))
+    assert (v.status, v.rule, v.lag, v.drain) == ("OK", "no lag", 0, "drained")
+
+
+def test_lag_that_touched_zero_in_the_window_is_ok():
+    v = judge(history((10, 10), (15, 20), (22, 30)))
+    assert v.status == "OK" and "reached zero" in v.rule
+
+
+def test_offset_stuck_with_lag_is_a_stall():
+    v = judge(history((5, 10), (5, 20), (5, 30), (5, 40)))
+    assert v.status == "STALL" and "stuck at 5" in v.rule
+    assert v.consume_rate == 0 and v.produce_rate == 10.0 and v.drain == "not draining"
+
+
+def test_offset_moving_but_lag_never_shrinking_is_a_warning():
+    v = judge(history((0, 10), (5, 20), (10, 30), (14, 40)))
+    assert v.status == "WARN" and v.trend > 0
+    assert math.isinf(v.drain_seconds)
+
+
+def test_offset_going_back_is_a_rewind():
+    v = judge(history((10, 50), (20, 50), (5, 50), (15, 50)))
+    assert v.status == "REWIND"
+
+
+def test_no_active_member_with_lag_is_stop():
+    v = judge(history((5, 10), (5, 10), (5, 10)), group_active=False)
+    assert v.status == "STOP" and "no active member" in v.rule
+
+
+def test_no_active_member_without_lag_is_fine():
+    assert judge(history((10, 10)), group_active=False).status == "OK"
+
+
+def test_shrinking_lag_drains_in_lag_over_net_rate():
+    # produce 10/s, consume 30/s: net 20/s; lag now 60 -> 3 s
+    v = judge(history((0, 100), (30, 110), (60, 120)))
+    assert v.status == "OK" and v.rule == "lag is shrinking"
+    assert (v.produce_rate, v.consume_rate, v.lag) == (10.0, 30.0, 60)
+    assert v.drain_seconds == pytest.approx(3.0) and v.drain == "3 s"
+    assert v.trend == pytest.approx(-20.0)
+
+
+def test_few_samples_are_not_judged_yet():
+    v = judge(history((5, 10), (5, 20)))
+    assert v.status == "OK" and "collecting samples (2/3)" in v.rule
+
+
+def test_the_first_rule_that_fires_wins():
+    # stuck offset AND a zero lag earlier: zero lag wins (Burrow checks it before stall)
+    assert judge(history((10, 10), (10, 11), (10, 12))).status == "OK"
+    # rewind AND never-shrinking lag: rewind wins
+    assert judge(history((10, 20), (5, 20), (6, 30))).status == "REWIND"
+
+
+def test_empty_history_is_an_error():
+    with pytest.raises(ValueError):
+        judge([])
