@@ -1,0 +1,247 @@
+"""Live charts on plotly FigureWidgets, light enough to leave running.
+
+Each chart is a Worker: its thread samples its sources and redraws at most `fps` times a second
+(capped at 10), inside one `batch_update()`, from numpy ring buffers of bounded length. Data
+arrives from other threads through thread-safe appends, never by touching the figure.
+"""
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .lagwatch import LagMonitor
+from .runtime import Worker
+
+MAX_FPS = 10.0
+STATUS_COLORS = {"OK": "#2e7d32", "WARN": "#f9a825", "STALL": "#c62828", "STOP": "#6a1b9a",
+                 "REWIND": "#1565c0"}
+
+
+class Ring:
+    """Fixed-capacity (x, y) history as numpy arrays; appends are O(1) amortised."""
+
+    def __init__(self, capacity: int = 600):
+        if capacity < 2:
+            raise ValueError("capacity must be >= 2")
+        self.capacity = capacity
+        self._x = np.empty(2 * capacity)
+        self._y = np.empty(2 * capacity)
+        self._n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self._n == 2 * self.capacity:  # keep the newest half: one copy per `capacity` appends
+            self._x[:self.capacity] = self._x[self.capacity:]
+            self._y[:self.capacity] = self._y[self.capacity:]
+            self._n = self.capacity
+        self._x[self._n], self._y[self._n] = x, y
+        self._n += 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        lo = max(0, self._n - self.capacity)
+        return self._x[lo:self._n].copy(), self._y[lo:self._n].copy()
+
+    def __len__(self) -> int:
+        return min(self._n, self.capacity)
+
+
+def _ms_to_datetime(ms: np.ndarray) -> np.ndarray:
+    return ms.astype("int64").astype("datetime64[ms]")
+
+
+class LiveChart(Worker):
+    """Base: a FigureWidget refreshed by a background thread."""
+
+    def __init__(self, name: str, title: str, fps: float = 4.0, history: int = 600,
+                 yaxis: str = "", height: int = 320):
+        super().__init__(name)
+        if not 0 < fps <= MAX_FPS:
+            raise ValueError(f"fps must be in (0, {MAX_FPS:g}]")
+        self.fps, self.history = fps, history
+        self.figure = go.FigureWidget(layout=dict(
+            title=title, height=height, margin=dict(l=50, r=20, t=50, b=40),
+            yaxis_title=yaxis, legend=dict(orientation="h", y=-0.2), uirevision="keep"))
+        self.refreshes = 0
+        self._lock = threading.Lock()
+
+    def sample(self, now: float) -> None:
+        """Collect data for this tick (runs in the chart's thread)."""
+
+    def draw(self) -> None:
+        """Push arrays to traces (runs inside batch_update)."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        period = 1.0 / self.fps
+        while not self.stopping.is_set():
+            t0 = time.monotonic()
+            self.sample(time.time())
+            self.refresh()
+            self.stopping.wait(max(0.0, period - (time.monotonic() - t0)))
+        self.refresh()  # the final state stays on screen
+
+    def refresh(self) -> None:
+        with self._lock, self.figure.batch_update():
+            self.draw()
+        self.refreshes += 1
+
+    def _trace(self, name: str, **kw):
+        for t in self.figure.data:
+            if t.name == name:
+                return t
+        self.figure.add_scatter(name=name, mode="lines", **kw)
+        return self.figure.data[-1]
+
+    def widget(self):
+        return self.figure
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget())
+
+
+class TimeSeriesChart(LiveChart):
+    """Generic live lines: push(name, value) from any thread."""
+
+    def __init__(self, title: str = "live", name: str | None = None, **kw):
+        super().__init__(name or f"chart:{title}", title, **kw)
+        self._series: dict[str, Ring] = {}
+        self._pending: deque = deque()
+
+    def push(self, series: str, value: float, t: float | None = None) -> None:
+        self._pending.append((series, time.time() if t is None else t, float(value)))
+
+    def sample(self, now: float) -> None:
+        while self._pending:
+            series, t, v = self._pending.popleft()
+            self._series.setdefault(series, Ring(self.history)).append(t * 1000, v)
+
+    def draw(self) -> None:
+        for name, ring in self._series.items():
+            x, y = ring.arrays()
+            trace = self._trace(name)
+            trace.x, trace.y = _ms_to_datetime(x), y
+
+
+class ThroughputChart(TimeSeriesChart):
+    """Produced vs consumed messages per second, sampled from the workers' own counters."""
+
+    def __init__(self, producers=(), consumers=(), name: str = "chart:throughput", **kw):
+        super().__init__("throughput (msg/s)", name=name, **kw)
+        self.producers, self.consumers = list(producers), list(consumers)
+
+    def sample(self, now: float) -> None:
+        for p in self.producers:
+            self.push(f"produced · {p.topic}", p.stats["rate"], now)
+        for c in self.consumers:
+            self.push(f"consumed · {c.name.split(':', 1)[-1]}", c.rate, now)
+        super().sample(now)
+
+
+class LagChart(LiveChart):
+    """Per-partition lag of one group, with the story: seconds behind, trend, drain, status."""
+
+    def __init__(self, group: str, interval: float = 1.0, name: str | None = None, **kw):
+        super().__init__(name or f"chart:lag:{group}", f"consumer lag · {group}", yaxis="records", **kw)
+        import ipywidgets as widgets
+        self.monitor = LagMonitor(group, interval=interval, name=f"{self.name}/monitor")
+        self.table = widgets.HTML()
+        self._box = widgets.VBox([self.figure, self.table])
+
+    def start(self):
+        self.monitor.start()
+        return super().start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self.monitor.stop(timeout)
+
+    def draw(self) -> None:
+        history = list(self.monitor.history)
+        if not history:
+            return
+        parts = sorted({tp for _, lags in history for tp in lags})
+        t = _ms_to_datetime(np.array([h[0] * 1000 for h in history]))
+        for tp in parts:
+            y = np.array([lags.get(tp, np.nan) for _, lags in history], dtype=float)
+            trace = self._trace(f"{tp.topic}[{tp.partition}]")
+            trace.x, trace.y = t, y
+        report = self.monitor.report()
+        status = self.monitor.status()
+        self.figure.layout.title.text = f"consumer lag · {self.monitor.group} · {status}"
+        rows = "".join(
+            f"<tr><td>{html.escape(r.topic)}[{r.partition}]</td><td>{r.lag}</td><td>{r.lag_seconds}</td>"
+            f"<td>{r.trend_per_s:+}</td><td>{html.escape(r.drain)}</td>"
+            f"<td style='color:{STATUS_COLORS[r.status]};font-weight:bold'>{r.status}</td>"
+            f"<td>{html.escape(r.rule)}</td></tr>" for r in report.itertuples())
+        error = f"<p style='color:#c62828'>{html.escape(self.monitor.error)}</p>" if self.monitor.error else ""
+        self.table.value = (
+            "<table><tr><th>partition</th><th>lag (records)</th><th>lag (s)</th><th>trend /s</th>"
+            f"<th>time to drain</th><th>status</th><th>rule that fired</th></tr>{rows}</table>{error}")
+
+    def widget(self):
+        return self._box
+
+
+class WindowChart(LiveChart):
+    """Window aggregates per key: final windows solid, open (partial) ones faded, late ones counted.
+
+    Feed it from a LiveConsumer with `WindowChart(windows, consumer, value=...)`: the consumer's
+    thread adds each batch; this chart's thread closes idle windows and draws.
+    """
+
+    def __init__(self, windows, consumer=None, value=None, key: str | None = "key",
+                 metric: str = "count", max_windows: int = 40, max_keys: int = 8,
+                 name: str = "chart:windows", **kw):
+        if metric not in ("count", "sum", "mean", "min", "max"):
+            raise ValueError("metric must be count, sum, mean, min or max")
+        super().__init__(name, f"windows · {metric}", yaxis=metric, **kw)
+        self.figure.layout.barmode = "group"
+        self.windows, self.metric = windows, metric
+        self.max_windows, self.max_keys = max_windows, max_keys
+        self.closed: deque = deque(maxlen=max_windows * max_keys)
+        self._wlock = threading.Lock()
+        if consumer is not None:
+            consumer.subscribe(lambda df: self.add_frame(df, key=key, value=value))
+
+    def add_frame(self, df, key="key", value=None) -> None:
+        with self._wlock:
+            self.closed.extend(self.windows.add_frame(df, key=key, value=value))
+
+    def sample(self, now: float) -> None:
+        with self._wlock:
+            self.closed.extend(self.windows.poll_idle())
+
+    def flush(self) -> list:
+        """Emit the still-open windows as final (at the end of a run)."""
+        with self._wlock:
+            done = self.windows.flush()
+            self.closed.extend(done)
+        return done
+
+    def draw(self) -> None:
+        with self._wlock:
+            shown = list(self.closed) + self.windows.open_windows()
+            late = self.windows.late_count
+        totals: dict = {}
+        for w in shown:
+            totals[w.key] = totals.get(w.key, 0) + w.count
+        keys = sorted(totals, key=lambda k: -totals[k])[:self.max_keys]
+        starts = sorted({w.start for w in shown})[-self.max_windows:]
+        first = starts[0] if starts else 0
+        for k in keys:
+            ws = sorted((w for w in shown if w.key == k and w.start >= first), key=lambda w: w.start)
+            name = str(k)
+            trace = next((t for t in self.figure.data if t.name == name), None)
+            if trace is None:
+                self.figure.add_bar(name=name)
+                trace = self.figure.data[-1]
+            trace.x = _ms_to_datetime(np.array([w.start for w in ws], dtype="int64"))
+            trace.y = np.array([getattr(w, self.metric) for w in ws], dtype=float)
+            trace.marker.opacity = np.array([1.0 if w.final else 0.45 for w in ws])
+        self.figure.layout.title.text = (f"windows · {self.metric} · final solid, open faded · "
+                                         f"late records: {late}")
