@@ -18,6 +18,11 @@ from .runtime import Stoppable, Worker, register, unregister
 
 COLUMNS = ["topic", "partition", "offset", "timestamp", "key", "value"]
 
+# A lab's kernels get restarted: a member that vanished without leaving holds up its group's
+# rebalance until its session expires (45 s by default), so lab consumers expire sooner.
+LAB_GROUP_CONFIG = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 2_000,
+                    "max_poll_interval_ms": 60_000}
+
 
 def decode_json(raw: bytes | None):
     """JSON if it parses, else text, else the bytes: a poison pill never kills the loop."""
@@ -64,7 +69,9 @@ class LiveConsumer(Worker):
         self.from_beginning, self.max_records = from_beginning, max_records
         self.consumer_config = consumer_config
         self._subscribers: list[Callable[[pd.DataFrame], None]] = []
-        self._buffer: deque = deque(maxlen=buffer)
+        if buffer < 0:
+            raise ValueError("buffer must be >= 0 batches")
+        self._buffer: deque = deque(maxlen=buffer)  # 0: subscribers only, keep nothing
         self._ready = threading.Condition()
         self.consumed = self.batches = self.dropped = 0
         self.assignment: frozenset = frozenset()
@@ -92,9 +99,9 @@ class LiveConsumer(Worker):
                 me.assignment = frozenset(assigned)
                 me.events.append((time.time(), "assigned", sorted(assigned)))
 
-        config = client_config(enable_auto_commit=False,
-                               auto_offset_reset="earliest" if self.from_beginning else "latest",
-                               **self.consumer_config)
+        config = client_config(**{**LAB_GROUP_CONFIG, **self.consumer_config},
+                               enable_auto_commit=False,
+                               auto_offset_reset="earliest" if self.from_beginning else "latest")
         with KafkaConsumer(**config, group_id=self.group_id) as consumer:
             if self.group_id:
                 consumer.subscribe(self.topics, listener=Listener())
@@ -133,9 +140,10 @@ class LiveConsumer(Worker):
                 fn(frame)  # an exception here stops the consumer (see Worker.failure): no commit
             self.consumed += len(records)
             self.batches += 1
-            if len(self._buffer) == self._buffer.maxlen:
-                self.dropped += len(self._buffer[0])
-            self._buffer.append(frame)
+            if self._buffer.maxlen:
+                if len(self._buffer) == self._buffer.maxlen:
+                    self.dropped += len(self._buffer[0])  # the oldest unread batch gives way
+                self._buffer.append(frame)
             with self._ready:
                 self._ready.notify_all()
             if self.group_id:
@@ -178,6 +186,13 @@ class LiveConsumer(Worker):
         """Block until a bounded run (count= or timeout=) has finished; return its stats."""
         self.join(timeout)
         return self.stats
+
+    def wait_assigned(self, timeout: float = 30.0) -> frozenset:
+        """Block until the group gave this consumer its partitions (or `timeout` s passed)."""
+        deadline = time.monotonic() + timeout
+        while not self.assignment and self.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.assignment
 
 
 class ConsumerGroup(Stoppable):

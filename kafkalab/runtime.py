@@ -4,6 +4,7 @@ re-running a notebook cell replaces its threads instead of doubling them; `stop_
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import traceback
@@ -48,6 +49,11 @@ def stop_all(timeout: float = 10.0) -> int:
     for obj in objs:
         obj.stop(timeout)
     return len(objs)
+
+
+# A kernel restart ends the interpreter: stop workers first, so consumers leave their groups
+# and producers flush instead of vanishing mid-flight.
+atexit.register(stop_all, 5.0)
 
 
 class Worker(Stoppable):

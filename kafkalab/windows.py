@@ -12,10 +12,11 @@ once no record has arrived for that long on the wall clock; `flush()` does the s
 """
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable
 
 import pandas as pd
@@ -48,7 +49,8 @@ class Hopping:
     def windows_for(self, ts: int) -> list[tuple[int, int]]:
         last = ts - ts % self.advance_ms
         first = last - self.size_ms // self.advance_ms * self.advance_ms
-        return [(s, s + self.size_ms) for s in range(first, last + 1, self.advance_ms)
+        # like Kafka Streams' TimeWindows, no window starts before the epoch
+        return [(s, s + self.size_ms) for s in range(max(first, 0), last + 1, self.advance_ms)
                 if s <= ts < s + self.size_ms]
 
 
@@ -106,63 +108,90 @@ class Late:
     value: Any = None
 
 
-@dataclass
 class EventTimeWindows:
-    """Incremental windowed aggregation (count, sum, mean, min, max) per key."""
-    kind: Tumbling | Hopping | Session
-    grace_ms: int = 0
-    idle_timeout: float | None = None
-    keep_late: int = 1000
-    clock: Callable[[], float] = time.monotonic
-    stream_time: int = -1
-    late_count: int = 0
-    late: deque = field(init=False)
-    _open: dict = field(init=False, default_factory=dict)
-    _last_arrival: float | None = field(init=False, default=None)
+    """Incremental windowed aggregation (count, sum, mean, min, max) per key.
 
-    def __post_init__(self):
-        if self.grace_ms < 0:
+    Stream time is kept per partition, as Kafka Streams keeps it per task: a key lives in one
+    partition, so records of other partitions that run ahead never make its records late.
+    Closing is driven by a heap of deadlines, so a record costs O(log n), not a scan.
+    """
+
+    def __init__(self, kind: Tumbling | Hopping | Session, grace_ms: int = 0,
+                 idle_timeout: float | None = None, keep_late: int = 1000,
+                 clock: Callable[[], float] = time.monotonic):
+        if grace_ms < 0:
             raise ValueError("grace must be >= 0")
-        if self.idle_timeout is not None and self.idle_timeout <= 0:
+        if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive (seconds) or None")
-        self.late = deque(maxlen=self.keep_late)
+        self.kind, self.grace_ms, self.idle_timeout, self.clock = kind, grace_ms, idle_timeout, clock
+        self.late_count = 0
+        self.late: deque = deque(maxlen=keep_late)
+        self._stream: dict = {}        # partition -> stream time
+        self._open: dict = {}          # (partition, key, start) -> Window
+        self._sessions: dict = {}      # (partition, key) -> [Window] (session windows only)
+        self._heaps: dict = {}         # partition -> [(deadline, seq, id)]
+        self._seq = 0
+        self._last_arrival: float | None = None
+
+    @property
+    def stream_time(self) -> int:
+        """The newest timestamp seen in any partition (-1 before the first record)."""
+        return max(self._stream.values(), default=-1)
 
     # -- feeding ------------------------------------------------------------------------
-    def add(self, timestamp: int, key: Hashable = None, value: float | None = None) -> list[Window]:
+    def add(self, timestamp: int, key: Hashable = None, value: float | None = None,
+            partition: int | None = None) -> list[Window]:
         """Account one record; return the windows this closed (final results), oldest first."""
         ts = int(timestamp)
         self._last_arrival = self.clock()
+        st = self._stream.get(partition, -1)
         if isinstance(self.kind, Session):
-            accepted = self._add_session(ts, key, value)
+            accepted = self._add_session(ts, key, value, partition, st)
         else:
             accepted = False
             for start, end in self.kind.windows_for(ts):
-                if end + self.grace_ms <= self.stream_time:
+                if end + self.grace_ms <= st:
                     continue  # that window has been emitted already
-                self._open.setdefault((key, start), Window(key, start, end)).add(value)
+                wid = (partition, key, start)
+                w = self._open.get(wid)
+                if w is None:
+                    w = self._open[wid] = Window(key, start, end)
+                    self._schedule(partition, w, wid)
+                w.add(value)
                 accepted = True
         if not accepted:
             self.late_count += 1
-            self.late.append(Late(key, ts, self.stream_time, value))
-        self.stream_time = max(self.stream_time, ts)
-        return self._close(self.stream_time)
+            self.late.append(Late(key, ts, st, value))
+        if ts > st:
+            self._stream[partition] = ts
+            return self._close(partition)
+        return []
 
-    def _add_session(self, ts: int, key, value) -> bool:
+    def _schedule(self, partition, w: Window, wid) -> None:
+        self._seq += 1
+        heapq.heappush(self._heaps.setdefault(partition, []), (w.end + self.grace_ms, self._seq, wid))
+
+    def _add_session(self, ts: int, key, value, partition, st: int) -> bool:
         gap = self.kind.gap_ms
-        # a session that could still absorb this record: not closed, and within the gap
+        sessions = self._sessions.setdefault((partition, key), [])
+        touching = [w for w in sessions if w.start - gap <= ts < w.end]
+        if not touching and ts + gap + self.grace_ms <= st:
+            return False  # its own session would already be closed
         mine = Window(key, ts, ts + gap)
         mine.add(value)
-        touching = [k for k, w in self._open.items()
-                    if k[0] == key and w.start - gap <= ts < w.end]
-        if not touching and ts + gap + self.grace_ms <= self.stream_time:
-            return False  # its own session would already be closed
-        for k in touching:
-            mine.merge(self._open.pop(k))
-        self._open[(key, mine.start)] = mine
+        for w in touching:
+            mine.merge(w)
+            sessions.remove(w)
+            del self._open[(partition, key, w.start)]
+        sessions.append(mine)
+        wid = (partition, key, mine.start)
+        self._open[wid] = mine
+        self._schedule(partition, mine, wid)
         return True
 
     def add_frame(self, df: pd.DataFrame, timestamp: str = "timestamp", key: str | None = "key",
-                  value: str | Callable | None = None) -> list[Window]:
+                  value: str | Callable | None = None,
+                  partition: str | None = "partition") -> list[Window]:
         """Feed a batch (for example one from LiveConsumer); timestamps in ms or as datetimes."""
         if df.empty:
             return []
@@ -170,28 +199,31 @@ class EventTimeWindows:
         if pd.api.types.is_datetime64_any_dtype(ts):
             epoch = pd.Timestamp(0, tz="UTC") if ts.dt.tz is not None else pd.Timestamp(0)
             ts = (ts - epoch) // pd.Timedelta(1, "ms")  # whatever the unit (ns, us, ms)
-        keys = df[key] if key else [None] * len(df)
+        n = len(df)
+        keys = df[key] if key else [None] * n
+        parts = df[partition] if partition and partition in df else [None] * n
         if value is None:
-            values: Iterable = [None] * len(df)
+            values: Iterable = [None] * n
         elif callable(value):
             values = df.apply(value, axis=1)
         else:
             values = df[value]
         closed = []
-        for t, k, v in zip(ts.to_numpy(), keys, values):
-            closed += self.add(int(t), k, v)
+        for t, k, v, p in zip(ts.to_numpy(), keys, values, parts):
+            closed += self.add(int(t), k, v, None if p is None else int(p))
         return closed
 
     # -- closing ------------------------------------------------------------------------
-    def _deadline(self, w: Window) -> int:
-        # a session's end already includes the inactivity gap after its last record
-        return w.end + self.grace_ms
-
-    def _close(self, stream_time: int) -> list[Window]:
-        done = [k for k, w in self._open.items() if self._deadline(w) <= stream_time]
-        out = []
-        for k in done:
-            w = self._open.pop(k)
+    def _close(self, partition) -> list[Window]:
+        st, heap, out = self._stream.get(partition, -1), self._heaps.get(partition, []), []
+        while heap and heap[0][0] <= st:
+            deadline, _, wid = heapq.heappop(heap)
+            w = self._open.get(wid)
+            if w is None or w.end + self.grace_ms != deadline:
+                continue  # merged into another session, or emitted already
+            del self._open[wid]
+            if isinstance(self.kind, Session):
+                self._sessions[(partition, w.key)].remove(w)
             w.final = True
             out.append(w)
         return sorted(out, key=lambda w: (w.end, w.start, str(w.key)))
@@ -206,11 +238,12 @@ class EventTimeWindows:
     def flush(self) -> list[Window]:
         """Emit every open window as final (at shutdown, or when the stream went idle).
         Stream time jumps past them, so a record for one of them arriving later counts as late."""
-        if not self._open:
-            return []
-        horizon = max(self._deadline(w) for w in self._open.values())
-        self.stream_time = max(self.stream_time, horizon)
-        return self._close(self.stream_time)
+        out = []
+        for partition in {wid[0] for wid in self._open}:
+            horizon = max(w.end + self.grace_ms for wid, w in self._open.items() if wid[0] == partition)
+            self._stream[partition] = max(self._stream.get(partition, -1), horizon)
+            out += self._close(partition)
+        return sorted(out, key=lambda w: (w.end, w.start, str(w.key)))
 
     def open_windows(self) -> list[Window]:
         """Current partial results, for live charts."""

@@ -60,6 +60,7 @@ def test_out_of_order_within_grace_is_accepted():
 def test_hopping_windows_overlap():
     assert Hopping(10, 5).windows_for(7) == [(0, 10), (5, 15)]
     assert Hopping(10, 3).windows_for(9) == [(0, 10), (3, 13), (6, 16), (9, 19)]
+    assert Hopping(10, 5).windows_for(3) == [(0, 10)]  # none starts before the epoch
     w = EventTimeWindows(Hopping(10, 5))
     for ts in (1, 7, 12):
         w.add(ts, "x")
@@ -149,3 +150,20 @@ def test_add_frame_takes_datetimes_and_value_columns():
 def test_bad_parameters_are_refused(make):
     with pytest.raises(ValueError):
         make()
+
+
+def test_stream_time_is_per_partition_so_a_lagging_partition_is_not_late():
+    w = EventTimeWindows(Tumbling(10))
+    w.add(1, "a", partition=0)
+    assert w.add(50, "b", partition=1) == []        # partition 1 runs ahead ...
+    assert w.add(3, "a", partition=0) == [] and w.late_count == 0  # ... partition 0 is not late
+    assert w.stream_time == 50
+    assert rows(w.add(11, "a", partition=0)) == [("a", 0, 10, 2)]  # closes on its own stream time
+
+
+def test_many_keys_close_in_deadline_order():
+    w = EventTimeWindows(Tumbling(10))
+    for k in range(200):
+        w.add(k % 10, f"k{k}")
+    closed = w.add(10, "z")
+    assert len(closed) == 200 and all(c.count == 1 for c in closed)
