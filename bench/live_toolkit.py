@@ -124,7 +124,7 @@ def raw_consumer(topic: str, n: int) -> float:
 def pipeline(topic: str, n: int) -> tuple[float, float, float]:
     consumer = kafkalab.LiveConsumer(topic, count=n, buffer=0, name="bench-consumer")
     windows = kafkalab.EventTimeWindows(kafkalab.Tumbling(1000), idle_timeout=2.0)
-    chart = kafkalab.WindowChart(windows, consumer, value=lambda r: r["value"]["reading"],
+    chart = kafkalab.WindowChart(windows, consumer, value=lambda v: v["reading"],
                                  fps=5, name="bench-chart")
     with WidgetMessages() as messages:
         chart.start()
@@ -164,7 +164,7 @@ def bench_memory(minutes: float) -> None:
     consumer = kafkalab.LiveConsumer(topic, group_id="bench-mem", buffer=0, from_beginning=False,
                                      name="mem-consumer")
     windows = kafkalab.WindowChart(kafkalab.EventTimeWindows(kafkalab.Tumbling(1000)), consumer,
-                                   value=lambda r: r["value"]["reading"], fps=5, name="mem-windows")
+                                   value=lambda v: v["reading"], fps=5, name="mem-windows")
     throughput = kafkalab.ThroughputChart([producer], [consumer], fps=5, name="mem-throughput")
     lag = kafkalab.LagChart("bench-mem", fps=2, name="mem-lag")
     with WidgetMessages():

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from .runtime import Stoppable, Worker, register, unregister
@@ -38,15 +39,15 @@ def decode_json(raw: bytes | None):
 
 
 def to_frame(records) -> pd.DataFrame:
-    cols = {c: [] for c in COLUMNS}
-    for r in records:
-        cols["topic"].append(r.topic)
-        cols["partition"].append(r.partition)
-        cols["offset"].append(r.offset)
-        cols["timestamp"].append(r.timestamp)
-        cols["key"].append(None if r.key is None else r.key.decode("utf-8", "replace"))
-        cols["value"].append(decode_json(r.value))
-    return pd.DataFrame(cols, columns=COLUMNS)
+    keys = [None if r.key is None else r.key.decode("utf-8", "replace") for r in records]
+    return pd.DataFrame({
+        "topic": [r.topic for r in records],
+        "partition": np.fromiter((r.partition for r in records), dtype=np.int64, count=len(records)),
+        "offset": np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records)),
+        "timestamp": np.fromiter((r.timestamp for r in records), dtype=np.int64, count=len(records)),
+        "key": pd.Series(keys, dtype=object),      # keep None (pandas 3 would make it NaN)
+        "value": pd.Series([decode_json(r.value) for r in records], dtype=object),
+    }, columns=COLUMNS)
 
 
 class LiveConsumer(Worker):

@@ -77,11 +77,14 @@ class LiveChart(Worker):
 
     def run(self) -> None:
         period = 1.0 / self.fps
+        tick = time.monotonic()
         while not self.stopping.is_set():
-            t0 = time.monotonic()
             self.sample(time.time())
             self.refresh()
-            self.stopping.wait(max(0.0, period - (time.monotonic() - t0)))
+            # a fixed schedule: a late wake-up (another thread held the GIL) shortens the next
+            # wait instead of lowering the rate; after a long stall it starts afresh, no burst
+            tick = max(tick + period, time.monotonic())
+            self.stopping.wait(tick - time.monotonic())
         self.refresh()  # the final state stays on screen
 
     def refresh(self) -> None:

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable
 
+import numpy as np
 import pandas as pd
 
 
@@ -192,7 +193,12 @@ class EventTimeWindows:
     def add_frame(self, df: pd.DataFrame, timestamp: str = "timestamp", key: str | None = "key",
                   value: str | Callable | None = None,
                   partition: str | None = "partition") -> list[Window]:
-        """Feed a batch (for example one from LiveConsumer); timestamps in ms or as datetimes."""
+        """Feed a batch (for example one from LiveConsumer); timestamps in ms or as datetimes.
+
+        value: a column of numbers, or a callable applied to each record's `value` (for JSON
+        records, e.g. `lambda v: v["reading"]`). Tumbling and hopping windows take the batch in a
+        few vectorised steps; the result is the same as adding its records one by one.
+        """
         if df.empty:
             return []
         ts = df[timestamp]
@@ -200,18 +206,82 @@ class EventTimeWindows:
             epoch = pd.Timestamp(0, tz="UTC") if ts.dt.tz is not None else pd.Timestamp(0)
             ts = (ts - epoch) // pd.Timedelta(1, "ms")  # whatever the unit (ns, us, ms)
         n = len(df)
-        keys = df[key] if key else [None] * n
-        parts = df[partition] if partition and partition in df else [None] * n
+        keys = _column(df[key]) if key else [None] * n
+        parts = _column(df[partition]) if partition and partition in df else [None] * n
         if value is None:
-            values: Iterable = [None] * n
+            values = [None] * n
         elif callable(value):
-            values = df.apply(value, axis=1)
+            values = [value(v) for v in df["value"].tolist()]
         else:
-            values = df[value]
+            values = df[value].tolist()
+        ts = ts.to_numpy(dtype="int64")
+        if isinstance(self.kind, Session):
+            closed = []
+            for t, k, v, p in zip(ts.tolist(), keys, values, parts):
+                closed += self.add(t, k, v, p)
+            return closed
+        return self._add_batch(ts, keys, values, parts)
+
+    def _add_batch(self, ts: np.ndarray, keys: list, values: list, parts: list) -> list[Window]:
+        self._last_arrival = self.clock()
+        n = len(ts)
+        vals = np.array(values, dtype=float)  # None -> NaN
+        codes, uniques = _codes(parts)
+        # stream time of its partition just before each record arrives
+        before = np.empty(n, dtype=np.int64)
+        for c, p in enumerate(uniques):
+            idx = np.flatnonzero(codes == c)
+            run = np.maximum.accumulate(ts[idx])
+            before[idx] = np.maximum(np.concatenate(([-1], run[:-1])), self._stream.get(p, -1))
+        size = self.kind.size_ms
+        step = getattr(self.kind, "advance_ms", size)
+        last = ts - ts % step
+        rec, starts = [], []
+        for k in range(size // step + 1):
+            s = last - k * step
+            ok = (s >= 0) & (s <= ts) & (ts < s + size) & (s + size + self.grace_ms > before)
+            rec.append(np.flatnonzero(ok))
+            starts.append(s[ok])
+        rec, starts = np.concatenate(rec), np.concatenate(starts)
+        late = np.ones(n, dtype=bool)
+        late[rec] = False
+        for i in np.flatnonzero(late):
+            self.late_count += 1
+            self.late.append(Late(keys[i], int(ts[i]), int(before[i]), values[i]))
+        if len(rec):
+            # one group per (partition, key, window start), aggregated with bincount
+            kcodes, key_of = _codes(keys)
+            start_of, s_inv = np.unique(starts, return_inverse=True)
+            gid = (codes[rec] * len(key_of) + kcodes[rec]) * len(start_of) + s_inv
+            groups, inv = np.unique(gid, return_inverse=True)
+            v = vals[rec]
+            has = ~np.isnan(v)
+            count = np.bincount(inv, minlength=len(groups))
+            total = np.bincount(inv[has], weights=v[has], minlength=len(groups))
+            lo = np.full(len(groups), np.inf)
+            hi = np.full(len(groups), -np.inf)
+            np.minimum.at(lo, inv[has], v[has])
+            np.maximum.at(hi, inv[has], v[has])
+            for g, gcount, gtotal, glo, ghi in zip(groups.tolist(), count.tolist(), total.tolist(),
+                                                   lo.tolist(), hi.tolist()):
+                rest, si = divmod(g, len(start_of))
+                c, kc = divmod(rest, len(key_of))
+                p, k, start = uniques[c], key_of[kc], int(start_of[si])
+                wid = (p, k, start)
+                w = self._open.get(wid)
+                if w is None:
+                    w = self._open[wid] = Window(k, start, start + size)
+                    self._schedule(p, w, wid)
+                w.count += gcount
+                w.sum += gtotal
+                w.min, w.max = min(w.min, glo), max(w.max, ghi)
         closed = []
-        for t, k, v, p in zip(ts.to_numpy(), keys, values, parts):
-            closed += self.add(int(t), k, v, None if p is None else int(p))
-        return closed
+        for c, p in enumerate(uniques):
+            newest = int(ts[codes == c].max())
+            if newest > self._stream.get(p, -1):
+                self._stream[p] = newest
+                closed += self._close(p)
+        return sorted(closed, key=lambda w: (w.end, w.start, str(w.key)))
 
     # -- closing ------------------------------------------------------------------------
     def _close(self, partition) -> list[Window]:
@@ -248,6 +318,22 @@ class EventTimeWindows:
     def open_windows(self) -> list[Window]:
         """Current partial results, for live charts."""
         return sorted(self._open.values(), key=lambda w: (w.start, str(w.key)))
+
+
+def _column(series: pd.Series) -> list:
+    """A column as a list, missing values (NaN from pandas) as None."""
+    values = series.tolist()
+    if series.hasnans:
+        values = [None if (isinstance(x, float) and math.isnan(x)) else x for x in values]
+    return values
+
+
+def _codes(items: list) -> tuple[np.ndarray, list]:
+    """Integer codes for hashable items, None included, and the items in code order."""
+    index: dict = {}
+    codes = np.fromiter((index.setdefault(x, len(index)) for x in items), dtype=np.int64,
+                        count=len(items))
+    return codes, list(index)
 
 
 def to_frame(windows: Iterable[Window]) -> pd.DataFrame:

@@ -47,7 +47,7 @@ def test_bounded_producer_and_consumer_account_for_every_record(broker):
     windows = EventTimeWindows(Tumbling(1000))
     closed = []
     consumer = LiveConsumer(topic, count=3000, timeout=60)
-    consumer.subscribe(lambda df: closed.extend(windows.add_frame(df, value=lambda r: r["value"]["reading"])))
+    consumer.subscribe(lambda df: closed.extend(windows.add_frame(df, value=lambda v: v["reading"])))
     assert consumer.start().wait(90)["consumed"] == 3000
     closed += windows.flush()
     assert sum(w.count for w in closed) + windows.late_count == 3000
@@ -139,7 +139,7 @@ def test_window_and_throughput_charts_draw_from_live_workers(broker):
     producer = RateProducer(topic, rate=500, count=1000, key="uniform", keys=3).start()
     consumer = LiveConsumer(topic, count=1000, timeout=60)
     windows = WindowChart(EventTimeWindows(Tumbling(500), idle_timeout=1.0), consumer,
-                          value=lambda r: r["value"]["reading"], fps=5).start()
+                          value=lambda v: v["reading"], fps=5).start()
     throughput = ThroughputChart([producer], [consumer], fps=5).start()
     consumer.start().wait(60)
     assert eventually(lambda: windows.windows.open_windows() == [], timeout=10)  # idle timeout closed
