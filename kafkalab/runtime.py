@@ -86,6 +86,10 @@ class Worker(Stoppable):
         return self
 
     @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

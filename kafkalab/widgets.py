@@ -107,10 +107,10 @@ class ProducerPanel(Stoppable):
         self._guard(row, p.set_keys, mode, row["hot"].value)
 
     def _run(self, p: RateProducer, row: dict, on: bool) -> None:
-        if p.stopping.is_set() and p._thread is not None:
-            self._say(row, "this producer was stopped; create a new one", error=True)
+        if p.started and not p.alive:
+            self._say(row, "this producer has stopped; create a new one", error=True)
             return
-        if on and p._thread is None:
+        if on and not p.started:
             p.start()
         elif on:
             p.resume()
