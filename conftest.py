@@ -41,6 +41,9 @@ def pytest_unconfigure(config):
     broker = _session.pop("broker", None)
     if broker is not None:
         broker.down()
+    if "home" in _session:  # a notebook may have started the secure lab broker
+        from kafkalab.broker.secure import SecureBroker
+        SecureBroker(home=_session["home"] / "default").down()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "KAFKA_VERSION": "broker.jars",
-    "BrokerError": "broker.local", "LocalBroker": "broker.local",
+    "BrokerError": "broker.local", "LocalBroker": "broker.local", "SecureBroker": "broker.secure",
     "BrokerUnavailable": "config", "bootstrap": "config", "client_config": "config",
     "ensure_broker": "config",
     "lag": "explore", "peek": "explore", "topics": "explore",

@@ -11,10 +11,13 @@ from pathlib import Path
 from .broker.jars import JarsError
 from .broker.java import JavaError
 from .broker.local import BrokerError, LocalBroker
+from .broker.secure import SecureBroker
+
+PROFILES = {"single": LocalBroker, "secure": SecureBroker}
 
 
 def _broker(args) -> LocalBroker:
-    return LocalBroker(home=args.home, port=getattr(args, "port", None))
+    return PROFILES[args.profile](home=args.home, port=getattr(args, "port", None))
 
 
 def cmd_up(args) -> int:
@@ -40,6 +43,11 @@ def cmd_status(args) -> int:
         print(f"profile:   {status['profile']}\nstate:     {state}\n"
               f"bootstrap: {status['bootstrap'] or '-'}\ndata:      {status['data_dir']}\n"
               f"log:       {status['log_file']}")
+        if "protocol" in status:
+            print(f"protocol:  {status['protocol']} ({', '.join(status['mechanisms'])})\n"
+                  f"CA file:   {status['ca_file']}\n"
+                  f"users:     {', '.join(u['name'] for u in status['users'])} "
+                  f"(passwords in {status['users_file']})")
     return 0 if status["running"] else 3
 
 
@@ -103,8 +111,9 @@ def parser() -> argparse.ArgumentParser:
     def add(name, func, help):
         sp = sub.add_parser(name, help=help)
         sp.set_defaults(func=func)
-        sp.add_argument("--profile", choices=["single"], default="single",
-                        help="broker layout (single: one KRaft node)")
+        sp.add_argument("--profile", choices=sorted(PROFILES), default="single",
+                        help="single: one KRaft node, PLAINTEXT on 9092; "
+                             "secure: SASL_SSL on 9094 with SCRAM/PLAIN users and ACLs")
         return sp
 
     up = add("up", cmd_up, "start the broker; returns once a produce/consume round trip works")

@@ -58,8 +58,16 @@ def require_reachable(servers: str | None = None) -> str:
     return servers
 
 
-def ensure_broker() -> str:
-    """For notebooks: reuse a reachable broker, else start the local lab broker."""
+def ensure_broker(profile: str = "single") -> str:
+    """For notebooks: reuse a reachable broker, else start the local lab broker.
+    profile="secure" always means the local SASL_SSL broker (see SecureBroker.client_config)."""
+    if profile == "secure":
+        from .broker.secure import SecureBroker
+        broker = SecureBroker()
+        broker.up()
+        return broker.bootstrap
+    if profile != "single":
+        raise ValueError("profile must be 'single' or 'secure'")
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if env:
         return require_reachable(env)

@@ -46,6 +46,8 @@ logger.kafka.name = kafka.Kafka$
 logger.kafka.level = INFO
 logger.startup.name = kafka.server.BrokerServer
 logger.startup.level = INFO
+logger.authfail.name = org.apache.kafka.common.network.Selector
+logger.authfail.level = INFO
 """
 
 
@@ -129,6 +131,8 @@ class LocalBroker:
 
     profile = "single"
     node_id = 1
+    default_port = DEFAULT_PORT
+    default_controller_port = DEFAULT_CONTROLLER_PORT
 
     def __init__(self, home: Path | str | None = None, port: int | None = None,
                  jvm_opts: list[str] | None = None, out=None):
@@ -181,6 +185,7 @@ class LocalBroker:
             "kafka_version": state.kafka_version if state else KAFKA_VERSION,
             "nodes": [{"id": self.node_id, "pid": state.pid if (state and alive) else None,
                        "port": state.port if state else None, "alive": alive}],
+            **self.status_extra(),
         }
 
     # -- configuration ------------------------------------------------------------------
@@ -195,19 +200,23 @@ class LocalBroker:
             port = free_port()
             self._say(f"port {state.port} is taken now; using {port}")
         else:
-            port = DEFAULT_PORT if port_free(DEFAULT_PORT) else free_port()
-            if port != DEFAULT_PORT:
-                self._say(f"port {DEFAULT_PORT} is taken; using {port}")
+            port = self.default_port if port_free(self.default_port) else free_port()
+            if port != self.default_port:
+                self._say(f"port {self.default_port} is taken; using {port}")
         if state and state.controller_port != port and port_free(state.controller_port):
             cport = state.controller_port
-        elif not state and self.requested_port is None and port_free(DEFAULT_CONTROLLER_PORT):
-            cport = DEFAULT_CONTROLLER_PORT
+        elif (not state and self.requested_port is None
+              and port_free(self.default_controller_port)):
+            cport = self.default_controller_port
         else:
             cport = free_port()
         return port, cport
 
     def render_config(self, port: int, controller_port: int) -> str:
-        props = {
+        return "".join(f"{k}={v}\n" for k, v in self.properties(port, controller_port).items())
+
+    def properties(self, port: int, controller_port: int) -> dict:
+        return {
             "process.roles": "broker,controller",
             "node.id": self.node_id,
             # Static voters (not --standalone): the controller port may change between runs.
@@ -237,7 +246,21 @@ class LocalBroker:
             "log.retention.hours": 168,
             "auto.create.topics.enable": "true",
         }
-        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    # -- hooks for other profiles ---------------------------------------------------------
+    def prepare(self) -> None:
+        """Make what the configuration refers to (certificates, users) before it is written."""
+
+    def format_args(self) -> list[str]:
+        """Extra StorageTool format arguments (SCRAM users)."""
+        return []
+
+    def client_security(self) -> dict:
+        """kafka-python settings the readiness check needs to get in."""
+        return {}
+
+    def status_extra(self) -> dict:
+        return {}
 
     def _java_cmd(self, java: Java, jars: list[Path], main: str, *args: str,
                   heap: list[str] | None = None, extra: list[str] = ()) -> list[str]:
@@ -268,7 +291,7 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = self._java_cmd(java, jars, "kafka.tools.StorageTool", "format",
                              f"--cluster-id={cluster_id}", "-c", str(self.config_file),
-                             "--ignore-formatted",
+                             "--ignore-formatted", *self.format_args(),
                              heap=["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
@@ -289,6 +312,7 @@ class LocalBroker:
         jars = classpath(stream=self.out)
         port, cport = self._choose_ports(state)
         cluster_id = state.cluster_id if state and state.cluster_id else new_cluster_id()
+        self.prepare()
         self.config_file.write_text(self.render_config(port, cport))
         (self.dir / "log4j2.properties").write_text(LOG4J2)
         if not (self.data_dir / "meta.properties").exists():
@@ -334,7 +358,8 @@ class LocalBroker:
                 raise BrokerError(self.diagnose("the broker process exited during start-up"))
             if reachable(bootstrap, 0.5):
                 try:
-                    round_trip(bootstrap, timeout_s=max(5.0, deadline - time.monotonic()))
+                    round_trip(bootstrap, timeout_s=max(5.0, deadline - time.monotonic()),
+                               **self.client_security())
                     return time.monotonic() - t0
                 except Exception as e:  # the next loop pass retries; the last error is reported
                     last_error = f"{type(e).__name__}: {e}"
@@ -440,13 +465,13 @@ def _reap(pid: int) -> None:
         pass
 
 
-def round_trip(bootstrap: str, timeout_s: float = 15.0) -> None:
+def round_trip(bootstrap: str, timeout_s: float = 15.0, **security) -> None:
     """describe_cluster sees a broker, then one record goes through produce and consume."""
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
     ms = int(timeout_s * 1000)
     common = dict(bootstrap_servers=bootstrap, bootstrap_timeout_ms=ms,
-                  request_timeout_ms=min(ms, 10000))
+                  request_timeout_ms=min(ms, 10000), **security)
     with KafkaAdminClient(**common) as admin:
         cluster = admin.describe_cluster()
         if not cluster.get("brokers"):
