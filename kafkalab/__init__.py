@@ -15,7 +15,7 @@ _WHERE = {
     "BrokerError": "broker.local", "LocalBroker": "broker.local", "SecureBroker": "broker.secure",
     "BrokerUnavailable": "config", "bootstrap": "config", "client_config": "config",
     "ensure_broker": "config",
-    "lag": "explore", "peek": "explore", "topics": "explore",
+    "lag": "explore", "peek": "explore", "topics": "explore", "recreate_topic": "explore",
     "RateProducer": "producers",
     "ProducerPanel": "widgets",
     "LiveConsumer": "consumers", "ConsumerGroup": "consumers",

@@ -13,6 +13,7 @@ with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
     from kafka.admin import OffsetSpec
+    from kafka.errors import TopicAlreadyExistsError
 
 
 def _admin(**overrides) -> KafkaAdminClient:
@@ -115,3 +116,29 @@ def lag(group: str, **overrides) -> pd.DataFrame:
             for tp, off in sorted(committed.items())]
     return pd.DataFrame(rows, columns=columns).astype(
         {"partition": "int64", "committed": "int64", "end_offset": "int64", "lag": "int64"})
+
+
+def recreate_topic(name: str, partitions: int = 1, replication_factor: int = 1,
+                   timeout: float = 30.0, **topic_configs) -> str:
+    """Delete `name` if it exists and create it empty: notebooks stay safe to re-run."""
+    configs = {k.replace("_", "."): str(v) for k, v in topic_configs.items()}
+    with _admin() as admin:
+        if name in admin.list_topics():
+            admin.delete_topics([name])
+            deadline = time.monotonic() + timeout
+            while name in admin.list_topics():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topic {name!r} was not deleted within {timeout:.0f} s")
+                time.sleep(0.1)
+        spec = {"num_partitions": partitions, "replication_factor": replication_factor}
+        if configs:
+            spec["configs"] = configs
+        deadline = time.monotonic() + timeout
+        while True:  # the broker may still be finishing the deletion
+            try:
+                admin.create_topics({name: spec}, wait_for_metadata=True)
+                return name
+            except TopicAlreadyExistsError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
