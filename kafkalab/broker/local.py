@@ -244,7 +244,8 @@ class LocalBroker:
             "num.recovery.threads.per.data.dir": 1,
             "log.cleaner.dedupe.buffer.size": 16777216,
             "log.retention.hours": 168,
-            "auto.create.topics.enable": "true",
+            # explicit topics: a typo fails loudly instead of creating a stray topic
+            "auto.create.topics.enable": "false",
         }
 
     # -- hooks for other profiles ---------------------------------------------------------

@@ -128,7 +128,6 @@ class SecureBroker(LocalBroker):
             # ANONYMOUS: the node's own PLAINTEXT controller connection
             "super.users": "User:admin;User:ANONYMOUS",
             "allow.everyone.if.no.acl.found": "false",
-            "auto.create.topics.enable": "false",
         })
         return props
 

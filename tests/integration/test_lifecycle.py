@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 
 import kafkalab
 from kafkalab.broker.local import BrokerError, LocalBroker, pid_alive
@@ -30,6 +30,9 @@ def home(lab_home):
 
 
 def produce(bootstrap, topic, n):
+    with KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=8000) as admin:
+        admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}},
+                            raise_errors=False, wait_for_metadata=True)
     with KafkaProducer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=8000) as p:
         for i in range(n):
             p.send(topic, value=f"r{i}".encode()).get(timeout=15)

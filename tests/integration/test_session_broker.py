@@ -12,8 +12,12 @@ import kafkalab
 pytestmark = pytest.mark.integration
 
 
-def fresh(name):
-    return f"{name}-{uuid.uuid4().hex[:8]}"
+def fresh(name, create=True):
+    """A new topic name (created, unless asked not to: the lab broker does not auto-create)."""
+    topic = f"{name}-{uuid.uuid4().hex[:8]}"
+    if create:
+        kafkalab.recreate_topic(topic)
+    return topic
 
 
 def test_bootstrap_points_at_the_session_broker(broker):
@@ -22,7 +26,7 @@ def test_bootstrap_points_at_the_session_broker(broker):
 
 
 def test_topics_peek_and_lag_describe_real_data(broker):
-    topic, group = fresh("explore"), fresh("g")
+    topic, group = fresh("explore"), fresh("g", create=False)
     with KafkaProducer(**kafkalab.client_config()) as p:
         for i in range(30):
             p.send(topic, key=f"k{i % 3}".encode(), value=json.dumps({"i": i}).encode(),
@@ -48,12 +52,12 @@ def test_topics_peek_and_lag_describe_real_data(broker):
 
 
 def test_lag_of_an_unknown_group_is_empty(broker):
-    lag = kafkalab.lag(fresh("nobody"))
+    lag = kafkalab.lag(fresh("nobody", create=False))
     assert lag.empty and list(lag.columns) == ["topic", "partition", "committed", "end_offset", "lag"]
 
 
 def test_peek_takes_the_newest_records_across_partitions(broker):
-    topic = fresh("spread")
+    topic = fresh("spread", create=False)
     with KafkaProducer(**kafkalab.client_config()) as p:
         with KafkaAdminClient(**kafkalab.client_config()) as admin:
             admin.create_topics({topic: {"num_partitions": 3, "replication_factor": 1}},
@@ -69,7 +73,7 @@ def test_peek_unknown_topic_is_a_clear_error(broker):
     with KafkaProducer(**kafkalab.client_config()):
         pass
     with pytest.raises(ValueError, match="unknown topic"):
-        kafkalab.peek(fresh("missing"), timeout=2)
+        kafkalab.peek(fresh("missing", create=False), timeout=2)
 
 
 def test_a_different_client_library_can_produce_and_consume(broker):
@@ -80,7 +84,7 @@ def test_a_different_client_library_can_produce_and_consume(broker):
     for i in range(10):
         p.produce(topic, key=str(i), value=f"v{i}")
     assert p.flush(15) == 0
-    c = confluent.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": fresh("rd"),
+    c = confluent.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": fresh("rd", create=False),
                             "auto.offset.reset": "earliest"})
     c.subscribe([topic])
     values = []

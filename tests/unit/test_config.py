@@ -43,5 +43,5 @@ def test_public_surface_is_small():
                                      "LocalBroker", "bootstrap", "client_config",
                                      "ensure_broker", "lag", "peek", "topics", "stop_all",
                                      "RateProducer", "ProducerPanel", "LiveConsumer"}
-    assert len(kafkalab.__all__) <= 25
+    assert len(kafkalab.__all__) <= 30  # a guard: grow the surface deliberately
     assert all(hasattr(kafkalab, name) for name in kafkalab.__all__)
