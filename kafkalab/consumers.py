@@ -208,11 +208,15 @@ class ConsumerGroup(Stoppable):
         self._n = 0
         register(self)
 
-    def add_member(self, **overrides) -> LiveConsumer:
+    def add_member(self, subscriber: Callable[[pd.DataFrame], None] | None = None,
+                   **overrides) -> LiveConsumer:
+        """Start one more member (subscriber: called with each of its batches)."""
         self._n += 1
         member = LiveConsumer(self.topics, group_id=self.group_id,
                               name=f"{self.name}/member-{self._n}",
                               **{**self.consumer_config, **overrides})
+        if subscriber is not None:
+            member.subscribe(subscriber)
         self.members.append(member.start())
         return member
 
