@@ -111,3 +111,28 @@ def test_cli_status_json(broker, lab_home):
     assert status["bootstrap"] == f"127.0.0.1:{state.port}"
     assert status["data_dir"] == str(broker.data_dir)
     assert status["nodes"] == [{"id": 1, "pid": state.pid, "port": state.port, "alive": True}]
+
+
+def test_recreate_topic_empties_it_and_applies_configs(broker):
+    from kafka.admin import ConfigResource, ConfigResourceType
+    name = fresh("again", create=False)
+    kafkalab.recreate_topic(name, partitions=2)
+    with KafkaProducer(**kafkalab.client_config()) as p:
+        for i in range(5):
+            p.send(name, b"x", partition=i % 2)
+    assert kafkalab.topics().set_index("topic").loc[name, "records"] == 5
+    kafkalab.recreate_topic(name, partitions=3, retention_ms=60000)
+    row = kafkalab.topics().set_index("topic").loc[name]
+    assert (row["partitions"], row["records"]) == (3, 0)
+    with KafkaAdminClient(**kafkalab.client_config()) as admin:
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    assert configs["topic"][name]["retention.ms"]["value"] == "60000"
+
+
+def test_the_lab_broker_does_not_create_topics_on_first_use(broker):
+    from kafka.errors import KafkaTimeoutError
+    name = fresh("typo", create=False)
+    with KafkaProducer(**kafkalab.client_config(), max_block_ms=2000) as p:
+        with pytest.raises(KafkaTimeoutError):
+            p.send(name, b"x")
+    assert name not in set(kafkalab.topics()["topic"])

@@ -45,3 +45,8 @@ def test_public_surface_is_small():
                                      "RateProducer", "ProducerPanel", "LiveConsumer"}
     assert len(kafkalab.__all__) <= 30  # a guard: grow the surface deliberately
     assert all(hasattr(kafkalab, name) for name in kafkalab.__all__)
+
+
+def test_ensure_broker_knows_its_profiles():
+    with pytest.raises(ValueError, match="profile"):
+        kafkalab.ensure_broker(profile="cluster-of-one")

@@ -25,4 +25,4 @@ def test_notebook_connects_first_and_starts_with_a_title(path):
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     early = "".join(c.source for c in [c for c in nb.cells if c.cell_type == "code"][:2])
-    assert "ensure_broker()" in early, "the first code cells must make sure a broker is reachable"
+    assert "ensure_broker(" in early, "the first code cells must make sure a broker is reachable"
