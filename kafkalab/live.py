@@ -108,17 +108,22 @@ class LiveChart(Worker):
 
 
 class TimeSeriesChart(LiveChart):
-    """Generic live lines: push(name, value) from any thread."""
+    """Generic live lines: push(name, value) from any thread, or give `sample`, a function
+    returning {series: value} that the chart calls on every tick."""
 
-    def __init__(self, title: str = "live", name: str | None = None, **kw):
+    def __init__(self, title: str = "live", name: str | None = None, sample=None, **kw):
         super().__init__(name or f"chart:{title}", title, **kw)
         self._series: dict[str, Ring] = {}
         self._pending: deque = deque()
+        self._sample_fn = sample
 
     def push(self, series: str, value: float, t: float | None = None) -> None:
         self._pending.append((series, time.time() if t is None else t, float(value)))
 
     def sample(self, now: float) -> None:
+        if self._sample_fn is not None:
+            for series, value in self._sample_fn().items():
+                self.push(series, value, now)
         while self._pending:
             series, t, v = self._pending.popleft()
             self._series.setdefault(series, Ring(self.history)).append(t * 1000, v)

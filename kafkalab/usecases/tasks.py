@@ -9,10 +9,15 @@ SQLite ledger, so a task processed twice after a crash is still completed once.
 """
 from __future__ import annotations
 
+import json
+import random
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..runtime import Worker
 
 PRIORITIES = ("high", "medium", "low")
 
@@ -61,6 +66,7 @@ class Ledger:
     """What happened to every task, in SQLite: submitted, completed (once), dead-lettered."""
 
     def __init__(self, path: str | Path):
+        self._lock = threading.Lock()  # workers share one ledger
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS submitted (task_id TEXT PRIMARY KEY, priority TEXT, at REAL);
@@ -75,11 +81,12 @@ class Ledger:
     def _once(self, table: str, values: tuple) -> bool:
         """Insert once; a second time is recorded as a repeat and reported as False."""
         marks = ",".join("?" * len(values))
-        cur = self.db.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", values)
-        if cur.rowcount == 0:
-            self.db.execute("INSERT INTO repeats VALUES (?, ?, ?)", (values[0], table, time.time()))
-            return False
-        return True
+        with self._lock:
+            cur = self.db.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", values)
+            if cur.rowcount == 0:
+                self.db.execute("INSERT INTO repeats VALUES (?, ?, ?)", (values[0], table, time.time()))
+                return False
+            return True
 
     def submitted(self, task_id: str, priority: str) -> bool:
         return self._once("submitted", (task_id, priority, time.time()))
@@ -93,7 +100,9 @@ class Ledger:
     def audit(self) -> dict:
         """Lost: submitted but neither completed nor dead. Twice: completed (or dead) repeatedly,
         or both completed and dead."""
-        q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        def q(sql):
+            with self._lock:
+                return self.db.execute(sql).fetchone()[0]
         return {
             "submitted": q("SELECT count(*) FROM submitted"),
             "completed": q("SELECT count(*) FROM completed"),
@@ -103,3 +112,146 @@ class Ledger:
             "completed_and_dead": q("SELECT count(*) FROM completed JOIN dead USING (task_id)"),
             "repeated_outcomes": q("SELECT count(*) FROM repeats WHERE what != 'submitted'"),
         }
+
+
+# -- on Kafka -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = "tasks"
+
+    def priority(self, p: str) -> str:
+        return f"{self.prefix}-{p}"
+
+    @property
+    def retry(self) -> str:
+        return f"{self.prefix}-retry"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}-dlq"
+
+    @property
+    def all(self) -> list[str]:
+        return [self.priority(p) for p in PRIORITIES] + [self.retry, self.dlq]
+
+
+def make_task(i: int, rnd: random.Random, mix: dict[str, float], poison_share: float = 0.0) -> dict:
+    """A task with a priority drawn from `mix`; poison tasks fail on every attempt."""
+    priority = rnd.choices(list(mix), weights=list(mix.values()))[0]
+    return {"id": f"task-{i}", "priority": priority, "attempts": 0,
+            "poison": rnd.random() < poison_share, "work_ms": rnd.randint(1, 5)}
+
+
+class TaskWorker(Worker):
+    """One worker: fetches from every priority topic into small per-priority buffers, then serves
+    the buffers by weight (so the choice costs no extra fetch), and moves due retries back.
+
+    `settings` is shared with the notebook's widgets (a dict read on every task): failure_rate.
+    """
+
+    BUFFER_HIGH, BUFFER_LOW = 100, 20   # pause a priority's partitions above, resume below
+
+    def __init__(self, topics: Topics, group: str, ledger: Ledger, weights: dict[str, int],
+                 policy: RetryPolicy, settings: dict, name: str, seed: int = 0):
+        super().__init__(name)
+        self.topics, self.group, self.ledger = topics, group, ledger
+        self.scheduler = WeightedScheduler(weights)
+        self.policy, self.settings = policy, settings
+        self.rnd = random.Random(seed)
+        self.done = {p: 0 for p in PRIORITIES}
+        self.retried = self.dead = 0
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        from collections import deque
+
+        from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+        from kafka.structs import OffsetAndMetadata
+
+        from ..config import client_config
+        from ..consumers import LAB_GROUP_CONFIG
+
+        topic_priority = {self.topics.priority(p): p for p in PRIORITIES}
+        buffers = {p: deque() for p in PRIORITIES}
+        held: dict = {}                    # retry partition -> due time (paused until then)
+
+        class DropRevoked(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                for p in PRIORITIES:       # their new owner gets them from the last commit
+                    buffers[p] = deque(x for x in buffers[p] if x[0] not in revoked)
+                for tp in revoked:
+                    held.pop(tp, None)
+
+            def on_partitions_assigned(self, assigned):
+                pass
+
+        with KafkaConsumer(**client_config(**LAB_GROUP_CONFIG), group_id=self.group,
+                           auto_offset_reset="earliest", enable_auto_commit=False) as consumer, \
+                KafkaProducer(**client_config()) as producer:
+            consumer.subscribe(list(topic_priority) + [self.topics.retry], listener=DropRevoked())
+            while not self.stopping.is_set():
+                now = time.time()
+                for tp, due in list(held.items()):
+                    if due <= now:
+                        del held[tp]
+                        consumer.resume(tp)
+                for tp in consumer.assignment():
+                    p = topic_priority.get(tp.topic)
+                    if p and len(buffers[p]) >= self.BUFFER_HIGH:
+                        consumer.pause(tp)
+                    elif p and len(buffers[p]) <= self.BUFFER_LOW and tp in consumer.paused():
+                        consumer.resume(tp)
+                busy = any(buffers.values())
+                for tp, records in consumer.poll(timeout_ms=0 if busy else 100, max_records=200).items():
+                    if tp.topic == self.topics.retry:
+                        self._move_due(consumer, producer, tp, records, held)
+                    else:
+                        buffers[topic_priority[tp.topic]].extend((tp, r) for r in records)
+                processed = {}
+                for _ in range(20):
+                    choice = self.scheduler.next({p for p in PRIORITIES if buffers[p]})
+                    if choice is None:
+                        break
+                    tp, record = buffers[choice].popleft()
+                    self._work(producer, record)
+                    processed[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+                if processed:
+                    consumer.commit(processed)     # only what is done (its retries are acked)
+
+    def _move_due(self, consumer, producer, tp, records, held: dict) -> None:
+        from kafka.structs import OffsetAndMetadata
+        for r in records:
+            entry = json.loads(r.value)
+            if entry["due_at"] > time.time():
+                consumer.seek(tp, r.offset)        # not yet: come back to it, block nobody
+                consumer.pause(tp)
+                held[tp] = entry["due_at"]
+                return
+            task = entry["task"]
+            producer.send(self.topics.priority(task["priority"]), json.dumps(task).encode(),
+                          key=task["id"].encode()).get(timeout=10)      # re-queued before ...
+            consumer.commit({tp: OffsetAndMetadata(r.offset + 1, "", -1)})   # ... committed
+
+    def _work(self, producer, record) -> None:
+        task = json.loads(record.value)
+        task["attempts"] += 1
+        time.sleep(task.get("work_ms", 1) / 1000)
+        failed = task.get("poison") or self.rnd.random() < self.settings.get("failure_rate", 0.0)
+        if not failed:
+            self.ledger.completed(task["id"], task["attempts"])
+            with self._lock:
+                self.done[task["priority"]] += 1
+            return
+        verdict, due = self.policy.decide(task["attempts"], time.time())
+        if verdict == "retry":
+            producer.send(self.topics.retry, json.dumps({"due_at": due, "task": task}).encode(),
+                          key=task["id"].encode()).get(timeout=10)
+            self.retried += 1
+        else:
+            reason = "poison task: fails every time" if task.get("poison") else "failed too often"
+            producer.send(self.topics.dlq, json.dumps(task).encode(), key=task["id"].encode(),
+                          headers=[("reason", reason.encode()),
+                                   ("attempts", str(task["attempts"]).encode())]).get(timeout=10)
+            self.ledger.dead(task["id"], reason, task["attempts"])
+            self.dead += 1
