@@ -16,10 +16,14 @@ Strategies (all deterministic, so every region converges to the same rows):
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..runtime import Worker
 
 FIELDS = ("name", "email", "tier")
 STRATEGIES = ("lww", "merge", "vector")
@@ -210,3 +214,82 @@ class RegionDB:
 
     def applied_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM applied").fetchone()[0]
+
+
+# -- on Kafka -----------------------------------------------------------------------------------
+class RegionNode(Worker):
+    """One region: local writes at `settings["write_rate"][region]` per second, its outbox
+    published (idempotent producer), and the other regions' changes applied with
+    `settings["strategy"]`; what cannot be applied goes to the dead-letter topic."""
+
+    def __init__(self, region: str, db_path: str | Path, topic: str, dlq: str, settings: dict,
+                 name: str | None = None, seed: int = 0):
+        super().__init__(name or f"region:{region}")
+        self.region, self.db_path, self.topic, self.dlq = region, Path(db_path), topic, dlq
+        self.settings = settings
+        self.rnd = random.Random(seed)
+        self.counts = {"written": 0, "published": 0, "applied": 0, "stale": 0, "duplicate": 0,
+                       "merged": 0, "conflict": 0, "dead_letter": 0}
+        self.lag = 0.0            # seconds from a change's write to its apply here (latest)
+        self.idle = threading.Event()
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer, KafkaProducer
+
+        from ..config import client_config
+        from ..consumers import LAB_GROUP_CONFIG
+
+        db = RegionDB(self.region, self.db_path)
+        try:
+            with KafkaProducer(**client_config()) as producer, \
+                    KafkaConsumer(self.topic, **client_config(**LAB_GROUP_CONFIG),
+                                  group_id=f"{self.topic}-{self.region}", auto_offset_reset="earliest",
+                                  enable_auto_commit=False) as consumer:
+                next_write = time.monotonic()
+                while not self.stopping.is_set():
+                    rate = self.settings["write_rate"].get(self.region, 0)
+                    if rate > 0 and time.monotonic() >= next_write:
+                        db.write(f"customer-{self.rnd.randint(1, 12)}",
+                                 **{self.rnd.choice(FIELDS): f"{self.region}-{self.counts['written']}"})
+                        self.counts["written"] += 1
+                        next_write = time.monotonic() + 1.0 / rate
+                    self._publish(db, producer)
+                    polled = consumer.poll(timeout_ms=50, max_records=200)
+                    for records in polled.values():
+                        for r in records:
+                            self._apply(db, producer, r)
+                    if polled:
+                        consumer.commit()
+                    if polled or db.pending_changes(1):
+                        self.idle.clear()
+                    else:
+                        self.idle.set()       # nothing to publish, nothing arrived
+        finally:
+            db.close()
+
+    def _publish(self, db: RegionDB, producer) -> None:
+        events = db.pending_changes()
+        if not events:
+            return
+        for e in events:
+            producer.send(self.topic, json.dumps(e).encode(), key=e["row"]["id"].encode(),
+                          headers=[("origin", self.region.encode())])
+        producer.flush(timeout=10)          # acknowledged before the outbox rows are marked
+        db.mark_published(events[-1]["seq"])
+        self.counts["published"] += len(events)
+
+    def _apply(self, db: RegionDB, producer, record) -> None:
+        try:
+            event = json.loads(record.value)
+            if event.get("origin") == self.region:
+                return
+            outcome = db.apply(event, self.settings["strategy"])
+        except (ValueError, Unappliable) as e:       # not JSON, or not a change we can apply
+            producer.send(self.dlq, record.value, key=record.key, headers=[
+                ("reason", f"{type(e).__name__}: {e}".encode()), ("region", self.region.encode()),
+                ("source", f"{record.topic}/{record.partition}/{record.offset}".encode())]).get(timeout=10)
+            self.counts["dead_letter"] += 1
+            return
+        self.counts[outcome.result] += 1
+        if outcome.result != "duplicate":
+            self.lag = max(0.0, time.time() - float(event["row"]["stamp"][0]))
