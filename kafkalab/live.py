@@ -195,6 +195,22 @@ class LagChart(LiveChart):
         return self._box
 
 
+def combine_partitions(windows: list) -> list:
+    """One window per (key, start): windows are kept per partition (stream time is), so a key
+    that spans partitions (e.g. a field, not the record key) has one partial window in each."""
+    from .windows import Window
+    combined: dict = {}
+    for w in windows:
+        c = combined.get((w.key, w.start))
+        if c is None:
+            combined[(w.key, w.start)] = Window(w.key, w.start, w.end, w.count, w.sum, w.min, w.max,
+                                                w.final)
+        else:
+            c.merge(w)
+            c.final = c.final and w.final
+    return list(combined.values())
+
+
 class WindowChart(LiveChart):
     """Window aggregates per key: final windows solid, open (partial) ones faded, late ones counted.
 
@@ -233,8 +249,9 @@ class WindowChart(LiveChart):
 
     def draw(self) -> None:
         with self._wlock:
-            shown = list(self.closed) + self.windows.open_windows()
+            parts = list(self.closed) + self.windows.open_windows()
             late = self.windows.late_count
+        shown = combine_partitions(parts)
         totals: dict = {}
         for w in shown:
             totals[w.key] = totals.get(w.key, 0) + w.count

@@ -8,11 +8,15 @@ when it falls back below half of it, with first and last seen kept apart.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
+
+from ..runtime import Worker
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
@@ -149,3 +153,78 @@ class SpikeDetector:
 
     def top(self, n: int = 10) -> list[PatternState]:
         return sorted(self.states.values(), key=lambda s: -s.rate)[:n]
+
+
+# -- on Kafka -----------------------------------------------------------------------------------
+def level_topic(prefix: str, level: str) -> str:
+    return f"{prefix}-{level.lower()}"
+
+
+class LogEmitter(Worker):
+    """Services logging at `settings["rate"]` records/s with `settings["error_rate"]`, each record
+    routed to its level's topic (debug and critical included), with acks=1 stated explicitly."""
+
+    def __init__(self, prefix: str, settings: dict, services=("payments", "auth", "search"),
+                 name: str = "logs:emitter", seed: int = 0):
+        super().__init__(name)
+        self.prefix, self.settings, self.services = prefix, settings, services
+        self.rnd = random.Random(seed)
+        self.sent = self.failed = 0
+
+    def _failed(self, exc) -> None:
+        self.failed += 1
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        from ..config import client_config
+        with KafkaProducer(**client_config(acks=1, enable_idempotence=False, linger_ms=5)) as producer:
+            next_at = time.monotonic()
+            while not self.stopping.is_set():
+                rate = max(0.1, float(self.settings.get("rate", 50)))
+                if time.monotonic() < next_at:
+                    self.stopping.wait(min(0.05, next_at - time.monotonic()))
+                    continue
+                next_at += 1.0 / rate
+                log = make_log(self.rnd.choice(self.services), self.rnd,
+                               self.settings.get("error_rate", 0.05), now=time.time())
+                producer.send(level_topic(self.prefix, log["level"]), json.dumps(log).encode(),
+                              key=log["service"].encode()).add_errback(self._failed)
+                self.sent += 1
+
+
+class LogAnalyzer(Worker):
+    """Reads every level's topic, feeds a SpikeDetector, and publishes alert events (opened and
+    cleared) to the alerts topic; commits after each batch is analysed."""
+
+    def __init__(self, prefix: str, alerts_topic: str, detector: SpikeDetector,
+                 name: str = "logs:analyzer"):
+        super().__init__(name)
+        self.prefix, self.alerts_topic, self.detector = prefix, alerts_topic, detector
+        self.read = 0
+        self.recent: list[dict] = []
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer, KafkaProducer
+
+        from ..config import client_config
+        from ..consumers import LAB_GROUP_CONFIG
+        topics = [level_topic(self.prefix, lv) for lv in LEVELS]
+        with KafkaConsumer(*topics, **client_config(**LAB_GROUP_CONFIG), group_id=f"{self.prefix}-analyzer",
+                           auto_offset_reset="earliest", enable_auto_commit=False) as consumer, \
+                KafkaProducer(**client_config()) as producer:
+            while not self.stopping.is_set():
+                events = []
+                polled = consumer.poll(timeout_ms=200, max_records=500)
+                for records in polled.values():
+                    for r in records:
+                        events += self.detector.observe(json.loads(r.value))
+                        self.read += 1
+                events += self.detector.tick(time.time())
+                for e in events:
+                    producer.send(self.alerts_topic, json.dumps(e).encode(), key=e["service"].encode())
+                    self.recent = (self.recent + [e])[-50:]
+                if events:
+                    producer.flush(timeout=10)
+                if polled:
+                    consumer.commit()

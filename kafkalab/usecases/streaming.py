@@ -72,7 +72,11 @@ class SourceWindows:
         return done
 
     def results(self) -> pd.DataFrame:
-        rows = [{"kind": kind, **w.as_row()} for kind, w in self.closed]
+        """Final windows per source; a source spans partitions, so its per-partition parts are
+        combined into one window."""
+        from ..live import combine_partitions
+        rows = [{"kind": kind, **w.as_row()} for kind in ("tumbling", "hopping")
+                for w in combine_partitions([w for k, w in self.closed if k == kind])]
         df = pd.DataFrame(rows, columns=["kind", "key", "start", "end", "count", "sum", "mean", "min",
                                          "max", "final"])
         return df.rename(columns={"key": "source"})
