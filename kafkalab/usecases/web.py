@@ -7,10 +7,15 @@ against the population, not a constant that can never cross its threshold.
 """
 from __future__ import annotations
 
+import heapq
+import json
 import math
 import random
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+
+from ..runtime import Worker
 
 FUNNEL = ("/home", "/product", "/cart", "/checkout", "/thank-you")
 
@@ -144,3 +149,98 @@ class RateAnomalyDetector:
 
     def flush(self) -> list[dict]:
         return self._close() if self.current else []
+
+
+# -- live: traffic on Kafka, and the dashboard's state -----------------------------------------
+class Traffic(Worker):
+    """Visits starting at `settings["visits_per_s"]`, each event sent when its time comes (keyed
+    by user, so a user's events stay in order); `inject_bot()` adds a burst from one user."""
+
+    def __init__(self, topic: str, settings: dict, users: int = 300, name: str = "web:traffic",
+                 seed: int = 0):
+        super().__init__(name)
+        self.topic, self.settings, self.users = topic, settings, users
+        self.rnd = random.Random(seed)
+        self.sent = 0
+        self.bots: list[str] = []
+        self._bot_requests: deque = deque()
+
+    def inject_bot(self, events_per_s: float = 40, seconds: float = 5) -> str:
+        name = f"bot-{len(self.bots) + 1}"
+        self.bots.append(name)
+        self._bot_requests.append((name, events_per_s, seconds))
+        return name
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        from ..config import client_config
+        due: list = []
+        seq = 0
+        with KafkaProducer(**client_config(linger_ms=5)) as producer:
+            last = time.time()
+            while not self.stopping.is_set():
+                now = time.time()
+                starts = self.rnd.random() < self.settings.get("visits_per_s", 5) * (now - last)
+                last = now
+                if starts:
+                    user = f"user-{self.rnd.randint(1, self.users)}"
+                    for e in make_visit(user, now, self.rnd, gap=(0.3, 2.0)):
+                        seq += 1
+                        heapq.heappush(due, (e["ts"], seq, e))
+                while self._bot_requests:
+                    bot, rate, seconds = self._bot_requests.popleft()
+                    for k in range(int(rate * seconds)):
+                        seq += 1
+                        page = FUNNEL[k % 2]
+                        heapq.heappush(due, (now + k / rate, seq,
+                                             {"user": bot, "type": "page_view", "page": page, "ts": now + k / rate}))
+                while due and due[0][0] <= now:
+                    _, _, e = heapq.heappop(due)
+                    producer.send(self.topic, json.dumps(e).encode(), key=e["user"].encode(),
+                                  timestamp_ms=int(e["ts"] * 1000))
+                    self.sent += 1
+                self.stopping.wait(0.02)
+
+
+class Dashboard:
+    """What the web notebook shows, updated event by event: sessions and the funnel, anomalies,
+    and per-window active users, conversion and revenue (bounded to the last `keep` windows)."""
+
+    def __init__(self, window_s: float = 5.0, session_timeout: float = 10.0, max_users: int = 5000,
+                 keep: int = 60):
+        self.window_s, self.keep = window_s, keep
+        self.sessions = Sessionizer(timeout=session_timeout, max_users=max_users)
+        self.detector = RateAnomalyDetector(bucket=window_s, z=4.0, min_events=15)
+        self.closed: deque = deque(maxlen=5000)
+        self.flagged: list[dict] = []
+        self.windows: OrderedDict = OrderedDict()   # start -> {"users": set, "views", "purchases", "revenue"}
+
+    def add(self, event: dict) -> None:
+        self.closed.extend(self.sessions.add(event))
+        self.flagged += self.detector.add(event)
+        start = int(event["ts"] // self.window_s * self.window_s)
+        win = self.windows.get(start)
+        if win is None:
+            win = self.windows[start] = {"users": set(), "views": 0, "purchases": 0, "revenue": 0.0}
+            while len(self.windows) > self.keep:
+                self.windows.popitem(last=False)
+        win["users"].add(event["user"])
+        win["views"] += event["type"] == "page_view"
+        if event["type"] == "purchase":
+            win["purchases"] += 1
+            win["revenue"] += float(event.get("amount", 0))
+
+    def window_frame(self):
+        import pandas as pd
+        rows = [{"start": start, "active_users": len(w["users"]), "views": w["views"],
+                 "purchases": w["purchases"], "revenue": round(w["revenue"], 2),
+                 "conversion": round(w["purchases"] / max(1, len(w["users"])), 3)}
+                for start, w in self.windows.items()]
+        return pd.DataFrame(rows, columns=["start", "active_users", "views", "purchases", "revenue",
+                                           "conversion"])
+
+    def finish(self) -> None:
+        """End of the run: close every session and the last anomaly bucket."""
+        self.closed.extend(self.sessions.flush())
+        self.flagged += self.detector.flush()
