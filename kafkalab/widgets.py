@@ -4,11 +4,10 @@ a message in the panel, never a traceback in a background thread."""
 from __future__ import annotations
 
 import html
-import threading
 
 import ipywidgets as w
 
-from .producers import COMPRESSION, RateProducer, check_producer_config, check_rate
+from .producers import COMPRESSION, RateProducer, check_rate
 from .runtime import Stoppable, Worker, register, unregister
 
 
@@ -32,7 +31,6 @@ class ProducerPanel(Stoppable):
             raise ValueError("give at least one RateProducer")
         self.name, self.producers = name, list(producers)
         self._rows = [self._row(p) for p in self.producers]
-        self._lock = threading.Lock()
         self.box = w.VBox([row["box"] for row in self._rows])
         register(self)
         self._refresher = _StatsRefresher(f"{name}/stats", self._update_stats).start()

@@ -4,6 +4,7 @@ import logging
 import stat
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -35,10 +36,14 @@ def topic_for(secure):
 
 def allow(secure, user, topic, *operations):
     pattern = ResourcePattern(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL)
+    acls = [ACL(f"User:{user}", "*", op, ACLPermissionType.ALLOW, pattern) for op in operations]
     with KafkaAdminClient(**secure.client_config()) as admin:
-        result = admin.create_acls([ACL(f"User:{user}", "*", op, ACLPermissionType.ALLOW, pattern)
-                                    for op in operations])
-    assert not result["failed"], result
+        result = admin.create_acls(acls)
+        assert not result["failed"], result
+        deadline = time.monotonic() + 10   # ACLs take effect once the metadata log reaches the broker
+        while not all(acl in admin.describe_acls(acl)[0] for acl in acls):
+            assert time.monotonic() < deadline, "the ACLs did not take effect"
+            time.sleep(0.1)
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])

@@ -1,5 +1,4 @@
 """Replication between real SQLite databases (no broker): capture, apply, conflicts, convergence."""
-import itertools
 import random
 
 import pytest
