@@ -73,6 +73,8 @@ def cmd_logs(args) -> int:
 
 def cmd_reset(args) -> int:
     broker = _broker(args)
+    if args.topics:
+        return _reset_topics(args)
     if not args.yes:
         if not sys.stdin.isatty():
             print(f"refusing to wipe {broker.dir} without --yes", file=sys.stderr)
@@ -84,6 +86,58 @@ def cmd_reset(args) -> int:
     broker.reset()
     print(f"wiped {broker.dir}")
     return 0
+
+
+def _reset_topics(args) -> int:
+    """Delete every topic and consumer group of the local lab broker, keeping it running, so an
+    exercise can start over. Never aimed at KAFKA_BOOTSTRAP_SERVERS: a shared cluster is not a lab."""
+    from kafka import KafkaAdminClient
+
+    from .config import BOOTSTRAP_TIMEOUT_MS, require_reachable
+    broker = _broker(args)
+    if not broker.alive():
+        print(f"no {broker.profile} lab broker is running under {broker.dir}", file=sys.stderr)
+        return 1
+    config = (broker.client_config("admin") if isinstance(broker, SecureBroker)
+              else {"bootstrap_servers": broker.bootstrap})
+    config["bootstrap_timeout_ms"] = BOOTSTRAP_TIMEOUT_MS
+    require_reachable(config["bootstrap_servers"])
+    with KafkaAdminClient(**config) as admin:
+        topics = sorted(t for t in admin.list_topics() if not t.startswith("_"))
+        groups = sorted(g["group_id"] for g in admin.list_groups())
+        if not topics and not groups:
+            print("no lab topics or groups")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print(f"refusing to delete {len(topics)} topics and {len(groups)} groups without --yes",
+                      file=sys.stderr)
+                return 2
+            answer = input(f"Delete {len(topics)} topics and {len(groups)} consumer groups at "
+                           f"{config['bootstrap_servers']}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        if groups:
+            admin.delete_groups(groups)
+        if topics:
+            admin.delete_topics(topics)
+    print(f"deleted {len(topics)} topics and {len(groups)} consumer groups")
+    return 0
+
+
+def cmd_student_copies(args) -> int:
+    from .workshop import make_student_copies
+    report = make_student_copies(Path(args.notebooks), Path(args.out))
+    for name, removed in report.items():
+        print(f"{name}: {removed} solution(s) removed")
+    print(f"student copies in {args.out}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import report, run_checks
+    return report(run_checks(home=args.home))
 
 
 def cmd_lab(args) -> int:
@@ -127,6 +181,12 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("-f", "--follow", action="store_true")
     rs = add("reset", cmd_reset, "stop the broker and wipe all its data")
     rs.add_argument("--yes", action="store_true", help="do not ask")
+    rs.add_argument("--topics", action="store_true",
+                    help="only delete the lab's topics and consumer groups (the broker keeps running)")
+    add("doctor", cmd_doctor, "check Python, Java, ports, disk, memory and the broker; print fixes")
+    sc = add("student-copies", cmd_student_copies, "write the notebooks with their solutions removed")
+    sc.add_argument("--notebooks", default="notebooks")
+    sc.add_argument("--out", default="student")
     lab = add("lab", cmd_lab, "start the broker and JupyterLab on the notebooks")
     lab.add_argument("--port", type=int)
     lab.add_argument("--timeout", type=float, default=90.0)

@@ -125,6 +125,36 @@ def test_a_broker_that_dies_at_start_reports_its_log(home):
         meta.write_text(original)
 
 
+def test_reset_topics_deletes_the_lab_topics_and_groups_only_with_yes(home):
+    from kafka import KafkaConsumer
+    broker = LocalBroker(home=home)
+    broker.up()
+    produce(broker.bootstrap, "exercise-topic", 3)
+    with KafkaConsumer("exercise-topic", bootstrap_servers=broker.bootstrap, group_id="exercise-group",
+                       auto_offset_reset="earliest", consumer_timeout_ms=3000) as c:
+        assert len(list(c)) == 3
+    refused = cli(home, "reset", "--topics", stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "without --yes" in refused.stderr
+    done = cli(home, "reset", "--topics", "--yes")
+    assert done.returncode == 0, done.stderr
+    with KafkaAdminClient(bootstrap_servers=broker.bootstrap) as admin:
+        assert "exercise-topic" not in admin.list_topics()
+        assert "exercise-group" not in {g["group_id"] for g in admin.list_groups()}
+        assert "_kafkalab_health" in admin.list_topics()   # internal topics stay
+    assert broker.status()["running"]                      # the broker keeps running
+
+
+def test_doctor_reports_and_exits_by_its_findings(home, tmp_path):
+    ok = cli(home, "doctor")
+    assert ok.returncode == 0 and "Java" in ok.stdout and "0 to fix" in ok.stdout
+    java = tmp_path / "old" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\"' >&2\n")
+    java.chmod(0o755)
+    bad = cli(home, "doctor", env={**os.environ, "JAVA_HOME": str(java.parent.parent)})
+    assert bad.returncode == 1 and "BAD  Java" in bad.stdout and "fix:" in bad.stdout
+
+
 def test_reset_needs_yes_and_then_wipes(home):
     broker = LocalBroker(home=home)
     broker.up()
