@@ -211,7 +211,8 @@ class Dashboard:
                  keep: int = 60):
         self.window_s, self.keep = window_s, keep
         self.sessions = Sessionizer(timeout=session_timeout, max_users=max_users)
-        self.detector = RateAnomalyDetector(bucket=window_s, z=4.0, min_events=15)
+        # ordinary users make a few events per window; bots in the lab make 200
+        self.detector = RateAnomalyDetector(bucket=window_s, z=4.0, min_events=25)
         self.closed: deque = deque(maxlen=5000)
         self.flagged: list[dict] = []
         self.windows: OrderedDict = OrderedDict()   # start -> {"users": set, "views", "purchases", "revenue"}
