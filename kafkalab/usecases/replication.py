@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kafka.errors import KafkaError
+
 from ..runtime import Worker
 
 FIELDS = ("name", "email", "tier")
@@ -212,6 +214,16 @@ class RegionDB:
         return [tuple(r) for r in self.db.execute(
             "SELECT id, name, email, tier FROM customers ORDER BY id").fetchall()]
 
+    @staticmethod
+    def read_snapshot(path: str | Path) -> list[tuple]:
+        """A region's rows read through a read-only connection (no lock taken for writing)."""
+        con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+        try:
+            return [tuple(r) for r in con.execute(
+                "SELECT id, name, email, tier FROM customers ORDER BY id").fetchall()]
+        finally:
+            con.close()
+
     def applied_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM applied").fetchone()[0]
 
@@ -232,6 +244,7 @@ class RegionNode(Worker):
                        "merged": 0, "conflict": 0, "dead_letter": 0}
         self.lag = 0.0            # seconds from a change's write to its apply here (latest)
         self.idle = threading.Event()
+        self.errors, self.last_error = 0, None
 
     def run(self) -> None:
         from kafka import KafkaConsumer, KafkaProducer
@@ -247,25 +260,48 @@ class RegionNode(Worker):
                                   enable_auto_commit=False) as consumer:
                 next_write = time.monotonic()
                 while not self.stopping.is_set():
-                    rate = self.settings["write_rate"].get(self.region, 0)
-                    if rate > 0 and time.monotonic() >= next_write:
-                        db.write(f"customer-{self.rnd.randint(1, 12)}",
-                                 **{self.rnd.choice(FIELDS): f"{self.region}-{self.counts['written']}"})
-                        self.counts["written"] += 1
-                        next_write = time.monotonic() + 1.0 / rate
-                    self._publish(db, producer)
-                    polled = consumer.poll(timeout_ms=50, max_records=200)
-                    for records in polled.values():
-                        for r in records:
-                            self._apply(db, producer, r)
-                    if polled:
-                        consumer.commit()
-                    if polled or db.pending_changes(1):
+                    try:
+                        next_write = self._step(db, producer, consumer, next_write)
+                    except (KafkaError, sqlite3.OperationalError) as e:
+                        # a failed commit or a busy database: nothing is lost (the outbox and the
+                        # uncommitted offsets are replayed, and applying is idempotent), so go on
+                        self.errors += 1
+                        self.last_error = f"{type(e).__name__}: {e}"
                         self.idle.clear()
-                    else:
-                        self.idle.set()       # nothing to publish, nothing arrived
+                        self._rewind(consumer)
+                        self.stopping.wait(0.2)
         finally:
             db.close()
+
+    @staticmethod
+    def _rewind(consumer) -> None:
+        """Back to the committed offsets: the rest of a failed batch is read again, not skipped."""
+        for tp in consumer.assignment():
+            committed = consumer.committed(tp)
+            if committed is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+
+    def _step(self, db: RegionDB, producer, consumer, next_write: float) -> float:
+        rate = self.settings["write_rate"].get(self.region, 0)
+        if rate > 0 and time.monotonic() >= next_write:
+            db.write(f"customer-{self.rnd.randint(1, 12)}",
+                     **{self.rnd.choice(FIELDS): f"{self.region}-{self.counts['written']}"})
+            self.counts["written"] += 1
+            next_write = time.monotonic() + 1.0 / rate
+        self._publish(db, producer)
+        polled = consumer.poll(timeout_ms=50, max_records=200)
+        for records in polled.values():
+            for r in records:
+                self._apply(db, producer, r)
+        if polled:
+            consumer.commit()
+        if polled or db.pending_changes(1):
+            self.idle.clear()
+        else:
+            self.idle.set()       # nothing to publish, nothing arrived
+        return next_write
 
     def _publish(self, db: RegionDB, producer) -> None:
         events = db.pending_changes()
