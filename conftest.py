@@ -4,6 +4,7 @@ The broker gets its own data dir and a free port, so a lab broker the user is ru
 touched. Notebooks (nbval) reach it through KAFKA_BOOTSTRAP_SERVERS, which kernels inherit.
 """
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def pytest_unconfigure(config):
     if "home" in _session:  # a notebook may have started the secure lab broker
         from kafkalab.broker.secure import SecureBroker
         SecureBroker(home=_session["home"] / "default").down()
+        shutil.rmtree(_session.pop("home"), ignore_errors=True)  # brokers' data, logs, secrets
 
 
 @pytest.fixture(scope="session")
