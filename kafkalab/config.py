@@ -28,8 +28,15 @@ HOW_TO_START = ("Start the lab broker with `kafkalab up` (or call kafkalab.ensur
                 "or set KAFKA_BOOTSTRAP_SERVERS to a reachable cluster.")
 
 
+# Set by ensure_broker(profile="cluster"): a notebook that asked for the cluster gets it from
+# every helper, even where KAFKA_BOOTSTRAP_SERVERS names another broker.
+_chosen: str | None = None
+
+
 def bootstrap() -> str:
     """The bootstrap servers to use, as 'host:port[,host:port...]'."""
+    if _chosen:
+        return _chosen
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if env:
         return env
@@ -42,7 +49,10 @@ def bootstrap() -> str:
 
 def client_config(**overrides) -> dict:
     """Keyword arguments for KafkaProducer, KafkaConsumer and KafkaAdminClient alike."""
-    config = {"bootstrap_servers": bootstrap(), "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS}
+    from . import compat
+    compat.apply()    # before any consumer is made with this configuration
+    servers = overrides.pop("bootstrap_servers", None) or bootstrap()
+    config = {"bootstrap_servers": servers, "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS}
     for env, key in SECURITY_ENV.items():
         if os.environ.get(env):
             config[key] = os.environ[env]
@@ -60,14 +70,23 @@ def require_reachable(servers: str | None = None) -> str:
 
 def ensure_broker(profile: str = "single") -> str:
     """For notebooks: reuse a reachable broker, else start the local lab broker.
-    profile="secure" always means the local SASL_SSL broker (see SecureBroker.client_config)."""
+    profile="secure" always means the local SASL_SSL broker (see SecureBroker.client_config);
+    profile="cluster" the local three-node cluster, which every helper then uses."""
+    global _chosen
     if profile == "secure":
         from .broker.secure import SecureBroker
         broker = SecureBroker()
         broker.up()
         return broker.bootstrap
+    if profile == "cluster":
+        from .broker.cluster import Cluster
+        cluster = Cluster()
+        cluster.up()
+        _chosen = cluster.bootstrap
+        return _chosen
     if profile != "single":
-        raise ValueError("profile must be 'single' or 'secure'")
+        raise ValueError("profile must be 'single', 'secure' or 'cluster'")
+    _chosen = None
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if env:
         return require_reachable(env)
