@@ -99,9 +99,12 @@ class RegionDB:
         unknown = set(fields) - set(FIELDS)
         if unknown or not fields:
             raise ValueError(f"write some of {FIELDS}; got {sorted(fields)}")
-        now = self.clock()
         with self._transaction():
             row = self.get(customer_id)
+            # a hybrid clock: a write is stamped after every write this row has seen, even if
+            # this region's clock is behind (skew, or a step back), or another region would
+            # judge it older than the value it replaces here, and the regions would diverge
+            now = max(self.clock(), json.loads(row["stamp"])[0] + 1e-6) if row else self.clock()
             current = {f: row[f] for f in FIELDS} if row else {f: None for f in FIELDS}
             field_ts = json.loads(row["field_ts"]) if row else {}
             vv = json.loads(row["vv"]) if row else {}
@@ -307,10 +310,11 @@ class RegionNode(Worker):
         events = db.pending_changes()
         if not events:
             return
-        for e in events:
-            producer.send(self.topic, json.dumps(e).encode(), key=e["row"]["id"].encode(),
-                          headers=[("origin", self.region.encode())])
-        producer.flush(timeout=10)          # acknowledged before the outbox rows are marked
+        sends = [producer.send(self.topic, json.dumps(e).encode(), key=e["row"]["id"].encode(),
+                               headers=[("origin", self.region.encode())]) for e in events]
+        producer.flush(timeout=10)
+        for sent in sends:                  # every one acknowledged before the outbox rows are
+            sent.get(timeout=0)             # marked; a failed send raises and they stay pending
         db.mark_published(events[-1]["seq"])
         self.counts["published"] += len(events)
 

@@ -8,11 +8,7 @@ import pytest
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.integration
-# 14_replication diverged on its *second* run in one kernel in 2 of 8 fresh-clone runs (never on a
-# first run, never under nbval); until that is understood it is skipped here, visibly.
-KNOWN = {"14_replication.ipynb": "rare divergence on a second run in one kernel: under investigation"}
-NOTEBOOKS = [pytest.param(p, marks=pytest.mark.skip(reason=KNOWN[p.name])) if p.name in KNOWN else p
-             for p in sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))]
+NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 COUNT_THREADS = ("import threading as _t; print(len([x for x in _t.enumerate() "
                  "if x.name.startswith('kafkalab:')]))")
 
