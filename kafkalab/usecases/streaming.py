@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pandas as pd
 
 from ..windows import EventTimeWindows, Hopping, Tumbling, Window
@@ -47,9 +48,16 @@ class SourceWindows:
         self.hopping = EventTimeWindows(Hopping(size_ms, advance_ms), grace_ms=grace_ms,
                                         idle_timeout=idle_timeout)
         self.closed: list[tuple[str, Window]] = []
+        self.replayed = 0          # records delivered again (after a rebalance), not counted twice
+        self._next: dict = {}      # (topic, partition) -> the next offset not yet windowed
 
     def add_frame(self, batch: pd.DataFrame) -> list[tuple[str, Window]]:
-        """Window a batch by source (the record's `value["source"]`); return what closed."""
+        """Window a batch by source (the record's `value["source"]`); return what closed.
+
+        Offsets are committed after processing (at-least-once), so a rebalance or a failed
+        commit can deliver records again; those below their partition's next offset are skipped
+        and counted in `replayed`, which keeps every window count exact."""
+        batch = self._unseen(batch)
         if batch.empty:
             return []
         frame = batch.assign(source=[v.get("source") if isinstance(v, dict) else None
@@ -58,6 +66,18 @@ class SourceWindows:
         closed += [("hopping", w) for w in self.hopping.add_frame(frame, key="source", value=measure)]
         self.closed += closed
         return closed
+
+    def _unseen(self, batch: pd.DataFrame) -> pd.DataFrame:
+        if batch.empty or "offset" not in batch or "partition" not in batch:
+            return batch
+        keep = np.ones(len(batch), dtype=bool)
+        offsets = batch["offset"].to_numpy()
+        by = ["topic", "partition"] if "topic" in batch else ["partition"]
+        for tp, rows in batch.groupby(by, sort=False).indices.items():
+            keep[rows] = offsets[rows] >= self._next.get(tp, -1)
+            self._next[tp] = max(self._next.get(tp, -1), int(offsets[rows].max()) + 1)
+        self.replayed += int((~keep).sum())
+        return batch if keep.all() else batch[keep]
 
     def poll_idle(self) -> list[tuple[str, Window]]:
         done = [("tumbling", w) for w in self.tumbling.poll_idle()]

@@ -46,3 +46,17 @@ def test_a_late_record_is_counted():
     w.add_frame(batch([(5000, *iot_reading(0, rnd)), (9000, *iot_reading(1, rnd))]))
     w.add_frame(batch([(1000, *iot_reading(2, rnd))]))
     assert w.late == 1
+
+
+def test_records_delivered_again_after_a_rebalance_are_not_counted_twice():
+    rnd = random.Random(5)
+    records = [(1_000_000 + i * 100, *(social_post if i % 2 else iot_reading)(i, rnd)) for i in range(60)]
+    frame = batch(records).assign(topic="t", partition=[i % 2 for i in range(60)],
+                                  offset=[i // 2 for i in range(60)])
+    w = SourceWindows(size_ms=5000, advance_ms=2500, grace_ms=0, idle_timeout=None)
+    w.add_frame(frame.iloc[:40])
+    w.add_frame(frame.iloc[30:])          # the last commit covered 30 records: 10 come again
+    w.flush()
+    tumbling = w.results().query("kind == 'tumbling'")
+    assert w.replayed == 10
+    assert tumbling["count"].sum() == 60
