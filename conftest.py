@@ -42,9 +42,11 @@ def pytest_unconfigure(config):
     broker = _session.pop("broker", None)
     if broker is not None:
         broker.down()
-    if "home" in _session:  # a notebook may have started the secure lab broker
+    if "home" in _session:  # notebooks or tests may have started the secure broker or the cluster
+        from kafkalab.broker.cluster import Cluster
         from kafkalab.broker.secure import SecureBroker
         SecureBroker(home=_session["home"] / "default").down()
+        Cluster(home=_session["home"] / "default").down()
         shutil.rmtree(_session.pop("home"), ignore_errors=True)  # brokers' data, logs, secrets
 
 

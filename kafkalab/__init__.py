@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _WHERE = {
     "KAFKA_VERSION": "broker.jars",
     "BrokerError": "broker.local", "LocalBroker": "broker.local", "SecureBroker": "broker.secure",
+    "Cluster": "broker.cluster", "ClusterPanel": "clusterview",
     "BrokerUnavailable": "config", "bootstrap": "config", "client_config": "config",
     "ensure_broker": "config",
     "lag": "explore", "peek": "explore", "topics": "explore", "recreate_topic": "explore",

@@ -1,4 +1,4 @@
-"""`kafkalab up | down | status | logs | reset | lab`: the local broker from a shell."""
+"""`kafkalab up | down | status | logs | reset | node | lab`: the local broker from a shell."""
 from __future__ import annotations
 
 import argparse
@@ -8,15 +8,21 @@ import sys
 import time
 from pathlib import Path
 
+from .broker.cluster import Cluster
 from .broker.jars import JarsError
 from .broker.java import JavaError
 from .broker.local import BrokerError, LocalBroker
 from .broker.secure import SecureBroker
 
-PROFILES = {"single": LocalBroker, "secure": SecureBroker}
+PROFILES = {"single": LocalBroker, "secure": SecureBroker, "cluster": Cluster}
 
 
-def _broker(args) -> LocalBroker:
+def _broker(args) -> LocalBroker | Cluster:
+    if args.profile == "cluster":
+        if getattr(args, "port", None) is not None:
+            raise BrokerError("--port is for the single and secure profiles; the cluster's nodes use "
+                              "19092, 29092 and 39092 unless taken")
+        return Cluster(home=args.home)
     return PROFILES[args.profile](home=args.home, port=getattr(args, "port", None))
 
 
@@ -28,8 +34,21 @@ def cmd_up(args) -> int:
 
 def cmd_down(args) -> int:
     broker = _broker(args)
-    state = broker.state()
-    print(f"stopped broker (pid {state.pid})" if broker.down() else "no broker running")
+    pids = [n["pid"] for n in broker.status()["nodes"] if n["alive"]]
+    print(f"stopped {'broker' if len(pids) == 1 else 'nodes'} (pid {', '.join(map(str, pids))})"
+          if broker.down() else "no broker running")
+    return 0
+
+
+def cmd_node(args) -> int:
+    cluster = Cluster(home=args.home)
+    if args.action == "start":
+        cluster.start_node(args.id, timeout=args.timeout)
+        print(f"node {args.id} started")
+    else:
+        done = cluster.stop_node(args.id) if args.action == "stop" else cluster.kill_node(args.id)
+        print(f"node {args.id} {'stopped' if args.action == 'stop' else 'killed'}" if done
+              else f"node {args.id} was not running")
     return 0
 
 
@@ -37,6 +56,12 @@ def cmd_status(args) -> int:
     status = _broker(args).status()
     if args.json:
         print(json.dumps(status, indent=1))
+    elif status["profile"] == "cluster":
+        print(f"profile:   cluster ({status['alive_nodes']} of {len(status['nodes'])} nodes alive)\n"
+              f"bootstrap: {status['bootstrap'] or '-'}\ndata:      {status['data_dir']}")
+        for node in status["nodes"]:
+            state = f"running (pid {node['pid']})" if node["alive"] else "stopped"
+            print(f"node {node['id']}:    {state} on port {node['port'] or '-'}")
     else:
         node = status["nodes"][0]
         state = f"running (pid {node['pid']})" if status["running"] else "stopped"
@@ -167,7 +192,8 @@ def parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         sp.add_argument("--profile", choices=sorted(PROFILES), default="single",
                         help="single: one KRaft node, PLAINTEXT on 9092; "
-                             "secure: SASL_SSL on 9094 with SCRAM/PLAIN users and ACLs")
+                             "secure: SASL_SSL on 9094 with SCRAM/PLAIN users and ACLs; "
+                             "cluster: three nodes on 19092, 29092, 39092")
         return sp
 
     up = add("up", cmd_up, "start the broker; returns once a produce/consume round trip works")
@@ -187,6 +213,11 @@ def parser() -> argparse.ArgumentParser:
     sc = add("student-copies", cmd_student_copies, "write the notebooks with their solutions removed")
     sc.add_argument("--notebooks", default="notebooks")
     sc.add_argument("--out", default="student")
+    nd = sub.add_parser("node", help="stop (SIGTERM), kill (SIGKILL) or start one node of the cluster")
+    nd.set_defaults(func=cmd_node)
+    nd.add_argument("action", choices=("stop", "kill", "start"))
+    nd.add_argument("id", type=int, help="node id: 1, 2 or 3")
+    nd.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a started node")
     lab = add("lab", cmd_lab, "start the broker and JupyterLab on the notebooks")
     lab.add_argument("--port", type=int)
     lab.add_argument("--timeout", type=float, default=90.0)

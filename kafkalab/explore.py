@@ -119,10 +119,11 @@ def lag(group: str, **overrides) -> pd.DataFrame:
 
 
 def recreate_topic(name: str, partitions: int = 1, replication_factor: int = 1,
-                   timeout: float = 30.0, **topic_configs) -> str:
-    """Delete `name` if it exists and create it empty: notebooks stay safe to re-run."""
+                   timeout: float = 30.0, client: dict | None = None, **topic_configs) -> str:
+    """Delete `name` if it exists and create it empty: notebooks stay safe to re-run.
+    Topic configs as keywords (min_insync_replicas=2); `client` overrides the connection."""
     configs = {k.replace("_", "."): str(v) for k, v in topic_configs.items()}
-    with _admin() as admin:
+    with _admin(**(client or {})) as admin:
         if name in admin.list_topics():
             admin.delete_topics([name])
             deadline = time.monotonic() + timeout

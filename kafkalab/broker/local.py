@@ -137,14 +137,17 @@ class LocalBroker:
     def __init__(self, home: Path | str | None = None, port: int | None = None,
                  jvm_opts: list[str] | None = None, out=None):
         self.home = Path(home) if home else default_home()
-        self.dir = self.home / self.profile
+        self._place(self.home / self.profile)
+        self.requested_port = port
+        self.jvm_opts = list(JVM_OPTS if jvm_opts is None else jvm_opts)
+        self.out = out or sys.stderr
+
+    def _place(self, directory: Path) -> None:
+        self.dir = directory
         self.data_dir = self.dir / "data"
         self.log_file = self.dir / "logs" / "broker.log"
         self.config_file = self.dir / "server.properties"
         self.state_file = self.dir / "state.json"
-        self.requested_port = port
-        self.jvm_opts = list(JVM_OPTS if jvm_opts is None else jvm_opts)
-        self.out = out or sys.stderr
 
     # -- state --------------------------------------------------------------------------
     def state(self) -> State | None:
@@ -308,11 +311,26 @@ class LocalBroker:
             self._say(f"broker already running (pid {state.pid}) at 127.0.0.1:{state.port}")
             self.wait_ready(state, timeout)
             return self.status()
-        self._preflight()
         java = find_java()
-        jars = classpath(stream=self.out)
-        port, cport = self._choose_ports(state)
-        cluster_id = state.cluster_id if state and state.cluster_id else new_cluster_id()
+        proc, state = self.launch(java, classpath(stream=self.out), *self._choose_ports(state),
+                                  state.cluster_id if state and state.cluster_id else new_cluster_id())
+        port, pending = state.port, _path(state.extra.get("cds_pending"))
+        try:
+            self.wait_ready(state, timeout - (time.monotonic() - t0), proc=proc)
+        except BrokerError:
+            if proc.poll() is None:
+                self._signal(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            cds.discard(pending)
+            raise
+        self._say(f"Apache Kafka {KAFKA_VERSION} ready at 127.0.0.1:{port} "
+                  f"(pid {proc.pid}, {java}) in {time.monotonic() - t0:.1f} s")
+        return self.status()
+
+    def launch(self, java: Java, jars: list[Path], port: int, cport: int,
+               cluster_id: str) -> tuple[subprocess.Popen, State]:
+        """Configure, format if new, and start the JVM; readiness is the caller's to wait for."""
+        self._preflight()
         self.prepare()
         self.config_file.write_text(self.render_config(port, cport))
         (self.dir / "log4j2.properties").write_text(LOG4J2)
@@ -335,17 +353,7 @@ class LocalBroker:
                       extra={"cds_archive": str(archive) if archive else None,
                              "cds_pending": str(pending) if pending else None})
         self._save(state)
-        try:
-            self.wait_ready(state, timeout - (time.monotonic() - t0), proc=proc)
-        except BrokerError:
-            if proc.poll() is None:
-                self._signal(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-            cds.discard(pending)
-            raise
-        self._say(f"Apache Kafka {KAFKA_VERSION} ready at 127.0.0.1:{port} "
-                  f"(pid {proc.pid}, {java}) in {time.monotonic() - t0:.1f} s")
-        return self.status()
+        return proc, state
 
     def wait_ready(self, state: State, timeout: float, proc: subprocess.Popen | None = None) -> float:
         """Alive, then TCP, then describe_cluster, then a produce + consume round trip."""
@@ -421,9 +429,14 @@ class LocalBroker:
             self._say(f"broker did not stop in {timeout:.0f} s; killing pid {state.pid}")
             self.kill()
         else:
-            cds.adopt(_path(state.extra.get("cds_pending")), _path(state.extra.get("cds_archive")))
+            self.collect(state)
         _reap(state.pid)
         return True
+
+    def collect(self, state: State) -> None:
+        """After a clean exit: publish the class-data archive it dumped and reap the process."""
+        cds.adopt(_path(state.extra.get("cds_pending")), _path(state.extra.get("cds_archive")))
+        _reap(state.pid)
 
     def kill(self) -> bool:
         """SIGKILL, as a crash would: for recovery experiments."""
@@ -466,8 +479,9 @@ def _reap(pid: int) -> None:
         pass
 
 
-def round_trip(bootstrap: str, timeout_s: float = 15.0, **security) -> None:
-    """describe_cluster sees a broker, then one record goes through produce and consume."""
+def round_trip(bootstrap: str, timeout_s: float = 15.0, topic: str = HEALTH_TOPIC,
+               replication_factor: int = 1, **security) -> None:
+    """describe_cluster sees a broker, then one record goes through produce (acks=all) and consume."""
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
     ms = int(timeout_s * 1000)
@@ -477,12 +491,12 @@ def round_trip(bootstrap: str, timeout_s: float = 15.0, **security) -> None:
         cluster = admin.describe_cluster()
         if not cluster.get("brokers"):
             raise BrokerError(f"describe_cluster lists no broker: {cluster}")
-        admin.create_topics({HEALTH_TOPIC: {"num_partitions": 1, "replication_factor": 1}},
+        admin.create_topics({topic: {"num_partitions": 1, "replication_factor": replication_factor}},
                             raise_errors=False, wait_for_metadata=True)
     token = uuid.uuid4().hex.encode()
     with KafkaProducer(**common) as producer:
-        meta = producer.send(HEALTH_TOPIC, token).get(timeout=timeout_s)
-    tp = TopicPartition(HEALTH_TOPIC, meta.partition)
+        meta = producer.send(topic, token).get(timeout=timeout_s)
+    tp = TopicPartition(topic, meta.partition)
     with KafkaConsumer(**common, enable_auto_commit=False) as consumer:
         consumer.assign([tp])
         consumer.seek(tp, meta.offset)

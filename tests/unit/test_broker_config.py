@@ -83,3 +83,35 @@ def test_cluster_ids_are_kafka_shaped_and_never_look_like_options():
     ids = [new_cluster_id() for _ in range(2000)]  # ~31 would start with '-' if unguarded
     assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", i) for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_cluster_nodes_share_a_static_quorum_and_replicate_everything(tmp_path):
+    from kafkalab.broker.cluster import Cluster, ClusterNode
+    cluster = Cluster(home=tmp_path)
+    ports = cluster._choose_ports(None)
+    voters = ",".join(f"{n}@127.0.0.1:{ports[str(n)][1]}" for n in (1, 2, 3))
+    props = [ClusterNode(n, tmp_path, voters=voters).properties(*ports[str(n)]) for n in (1, 2, 3)]
+    assert [p["node.id"] for p in props] == [1, 2, 3]
+    assert {p["controller.quorum.voters"] for p in props} == {voters}
+    assert len({p["log.dirs"] for p in props}) == 3                        # a data dir each
+    assert len({port for pair in ports.values() for port in pair}) == 6     # no port shared
+    for p in props:
+        assert p["default.replication.factor"] == 3 and p["min.insync.replicas"] == 2
+        assert p["offsets.topic.replication.factor"] == 3 and p["transaction.state.log.min.isr"] == 2
+        assert p["listeners"].count("127.0.0.1:") == 2 and "0.0.0.0" not in p["listeners"]
+
+
+def test_cluster_ports_are_kept_while_free_and_moved_when_taken(tmp_path, monkeypatch):
+    import kafkalab.broker.cluster as cl
+    cluster = cl.Cluster(home=tmp_path)
+    old = {"ports": {"1": [19092, 19093], "2": [29092, 29093], "3": [39092, 39093]}}
+    monkeypatch.setattr(cl, "port_free", lambda port: port != 29092)
+    chosen = cluster._choose_ports(old)
+    assert chosen["1"] == [19092, 19093] and chosen["3"] == [39092, 39093]
+    assert chosen["2"][0] != 29092 and chosen["2"][1] == 29093
+
+
+def test_no_such_node(tmp_path):
+    from kafkalab.broker.cluster import ClusterNode
+    with pytest.raises(BrokerError, match="no node 4"):
+        ClusterNode(4, tmp_path)
