@@ -258,6 +258,9 @@ class WindowChart(LiveChart):
         keys = sorted(totals, key=lambda k: -totals[k])[:self.max_keys]
         starts = sorted({w.start for w in shown})[-self.max_windows:]
         first = starts[0] if starts else 0
+        names = {str(k) for k in keys}
+        for trace in self.figure.data:      # a key that left the top max_keys is hidden, not frozen
+            trace.visible = trace.name in names
         for k in keys:
             ws = sorted((w for w in shown if w.key == k and w.start >= first), key=lambda w: w.start)
             name = str(k)

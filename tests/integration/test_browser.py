@@ -1,0 +1,184 @@
+"""The workbook in a real browser: JupyterLab (token on) driven by headless Chromium.
+
+Chromium comes from the system (Debian's `chromium` package), never a Playwright download.
+Screenshots go to test-artifacts/screenshots/ (or $KAFKALAB_ARTIFACTS).
+"""
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kafkalab.broker.local import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+ARTIFACTS = Path(os.environ.get("KAFKALAB_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
+CHROMIUM = os.environ.get("KAFKALAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+# what a broken widget or chart prints in the console
+WIDGET_ERRORS = ("widget", "Widget", "plotly", "anywidget", "Failed to load model", "Could not create",
+                 "Error displaying")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on a free port, on a copy of the notebooks (running them must not touch git)."""
+    root = tmp_path_factory.mktemp("lab")
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy(nb, root / nb.name)
+    settings = tmp_path_factory.mktemp("lab-settings") / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news pop-up
+    token, port = secrets.token_hex(16), free_port()
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True", "--ServerApp.port_retries=0",
+            f"--LabApp.user_settings_dir={settings.parents[1]}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")
+    log = open(root / "jupyterlab.log", "wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("JupyterLab did not start:\n" + (root / "jupyterlab.log").read_text()[-3000:])
+        time.sleep(0.3)
+    # a page without the token must not get in
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(f"{base}/api/contents", timeout=5)
+    assert denied.value.code == 403
+    yield {"base": base, "token": token, "root": root}
+    proc.terminate()                       # stops its kernels too
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM:
+        pytest.skip("no Chromium: install Debian's `chromium` package (.ci/run does) to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the test extra)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+def open_notebook(browser, lab, name):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # ?reset: a fresh workspace, so the notebooks opened before are not reopened (with kernels)
+    page.goto(f"{lab['base']}/lab/tree/{name}?reset&token={lab['token']}", timeout=60_000)
+    page.wait_for_function("""(name) => {
+        const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+        const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+        return w && w.context && w.context.path === name && w.content.widgets.length > 0 && k && k.status === 'idle';
+    }""", arg=name, timeout=60_000)
+    return page, errors
+
+
+def close_notebook(page):
+    """Shut its kernel down (a page closed in a browser would leave it running), then close."""
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    page.close()
+
+
+def run_cell(page, index, timeout_s=120):
+    """Run one cell through JupyterLab's own command and wait until it has finished."""
+    page.evaluate("""async (i) => {
+        const nb = window.jupyterapp.shell.currentWidget.content;
+        nb.activeCellIndex = i;
+        await window.jupyterapp.commands.execute('notebook:run-cell');
+    }""", index)
+    page.wait_for_function("""(i) => {
+        const w = window.jupyterapp.shell.currentWidget;
+        const cell = w.content.widgets[i];
+        return cell.model.type !== 'code' ||
+               (cell.model.executionCount !== null && w.sessionContext.session.kernel.status === 'idle');
+    }""", arg=index, timeout=timeout_s * 1000)
+
+
+def cell_sources(page) -> list[str]:
+    return page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets"
+                         ".map(c => c.model.sharedModel.getSource())")
+
+
+def plot_points(page) -> list[int]:
+    """Points per rendered plotly chart, read from the plotly divs themselves."""
+    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(
+        el => (el.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0))""")
+
+
+def widget_errors(errors):
+    return [e for e in errors if any(s in e for s in WIDGET_ERRORS)]
+
+
+def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browser, lab):
+    page, errors = open_notebook(browser, lab, "00b_live_lab.ipynb")
+    sources = cell_sources(page)
+    upto = next(i for i, s in enumerate(sources) if "ThroughputChart(" in s)
+    for i in range(upto + 1):
+        run_cell(page, i)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=60_000)
+    before = plot_points(page)
+    time.sleep(3)
+    during = plot_points(page)
+    assert sum(during) > sum(before), f"the live charts did not gain points: {before} -> {during}"
+
+    rate = page.locator(".widget-text:has(label:text-is('rate (msg/s)')) input").first
+    rate.fill("345")
+    rate.press("Enter")
+    page.wait_for_selector("text=target 345.0 msg/s", timeout=20_000)   # browser -> kernel -> producer -> stats
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "live-lab-producer-panel.png"), full_page=False)
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)                      # two more refreshes of the window chart
+    page.screenshot(path=str(ARTIFACTS / "live-lab-windows.png"), full_page=False)
+
+    lag_cell = next(i for i, s in enumerate(sources) if "LagChart(" in s)
+    for i in range(upto + 1, lag_cell + 2):          # the lag chart and the cell that lets it move
+        run_cell(page, i)
+    lag_plot = page.locator(".js-plotly-plot:has(text.gtitle:has-text('lag'))").first
+    lag_plot.wait_for(timeout=30_000)
+    lag_plot.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "live-lab-lag.png"), full_page=False)
+    for i in range(lag_cell + 2, len(sources)):      # the rest, down to the stop_all cell
+        run_cell(page, i)
+    failed = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
+        .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
+        .map(c => c.model.sharedModel.getSource().slice(0, 60))""")
+    assert not failed, f"cells failed in the browser: {failed}"
+    assert not widget_errors(errors), widget_errors(errors)
+    close_notebook(page)
+
+
+def test_every_notebook_opens_without_widget_errors(browser, lab):
+    opened = 0
+    for nb in sorted(lab["root"].glob("*.ipynb")):
+        page, errors = open_notebook(browser, lab, nb.name)
+        page.wait_for_timeout(500)
+        assert not widget_errors(errors), f"{nb.name}: {widget_errors(errors)}"
+        opened += 1
+        close_notebook(page)
+    assert opened >= 17
