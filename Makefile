@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test setup bench clean
+.PHONY: lab test setup bench site clean
 lab: $(STAMP)
 	$(VENV)/bin/kafkalab lab
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+site: $(STAMP)
+	$(VENV)/bin/kafkalab site --out site
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/broker_startup.py

@@ -160,6 +160,24 @@ def cmd_student_copies(args) -> int:
     return 0
 
 
+def cmd_site(args) -> int:
+    from .config import ensure_broker
+    from .site import build
+    ensure_broker()           # notebooks 08 and 15 start the secure broker and the cluster themselves
+    folder = Path(args.notebooks)
+    paths = [folder / (n if n.endswith(".ipynb") else n + ".ipynb") for n in args.names] or \
+        sorted(folder.glob("*.ipynb"))
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    report = build(paths, Path(args.out))
+    for name, charts in report.items():
+        print(f"{name}: {charts} interactive chart(s)")
+    print(f"site: {Path(args.out) / 'index.html'}")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from .doctor import report, run_checks
     return report(run_checks(home=args.home))
@@ -218,6 +236,10 @@ def parser() -> argparse.ArgumentParser:
     nd.add_argument("action", choices=("stop", "kill", "start"))
     nd.add_argument("id", type=int, help="node id: 1, 2 or 3")
     nd.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a started node")
+    site = add("site", cmd_site, "execute the notebooks and write a static site of them (charts stay interactive)")
+    site.add_argument("names", nargs="*", help="notebooks to include (default: all)")
+    site.add_argument("--notebooks", default="notebooks")
+    site.add_argument("--out", default="site")
     lab = add("lab", cmd_lab, "start the broker and JupyterLab on the notebooks")
     lab.add_argument("--port", type=int)
     lab.add_argument("--timeout", type=float, default=90.0)
