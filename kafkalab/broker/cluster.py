@@ -164,6 +164,9 @@ class Cluster:
                 continue
             port, cport = shared["ports"][str(node.node_id)]
             for p in (port, cport):
+                deadline = time.monotonic() + 10      # a node killed a moment ago may still hold it
+                while not port_free(p) and time.monotonic() < deadline:
+                    time.sleep(0.2)
                 if not port_free(p):
                     raise BrokerError(f"port taken: node {node.node_id} needs 127.0.0.1:{p}, which "
                                       "another program uses (the other nodes know it by that port)")
