@@ -18,14 +18,14 @@ from pathlib import Path
 
 from .jars import KAFKA_VERSION, classpath
 from .java import find_java
-from .local import BrokerError, LocalBroker, default_home, free_port, new_cluster_id, port_free, round_trip
+from .local import (JVM_OPTS, BrokerError, LocalBroker, default_home, free_port, new_cluster_id, port_free,
+                    round_trip)
 
 NODES = (1, 2, 3)
 HEALTH_TOPIC_RF3 = "_kafkalab_health_rf3"
 # Three JVMs next to JupyterLab on a 2-core laptop: small explicit heaps.
-NODE_JVM_OPTS = ["-Xms128m", "-Xmx384m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                 "-XX:+ExplicitGCInvokesConcurrent", "-XX:-OmitStackTraceInFastThrow",
-                 "-XX:CICompilerCount=2", "-Djava.awt.headless=true"]
+NODE_JVM_OPTS = ["-Xms128m", "-Xmx384m", "-XX:CICompilerCount=2",
+                 *(o for o in JVM_OPTS if not o.startswith(("-Xms", "-Xmx")))]
 
 
 class ClusterNode(LocalBroker):

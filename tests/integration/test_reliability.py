@@ -4,9 +4,13 @@ Each test runs its own single-node broker, so the session broker is never killed
 import time
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from kafkalab import compat
 from kafkalab.broker.local import LocalBroker
+from kafkalab.durability import read_all
+
+compat.apply()   # these tests make raw consumers, not through client_config()
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +27,6 @@ def create(bootstrap, topic, partitions=1):
     with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
         admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
                             wait_for_metadata=True)
-
-
-def read_numbers(bootstrap, topic, partitions=1) -> list[int]:
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    out = []
-    with KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False) as consumer:
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                out += [int(r.value) for r in records]
-    return out
 
 
 def test_idempotent_acks_all_survives_three_kill_9s_exactly_once(broker):
@@ -57,7 +47,7 @@ def test_idempotent_acks_all_survives_three_kill_9s_exactly_once(broker):
     acked = [i for i, f in futures if f.succeeded()]
     failed = [(i, repr(f.exception)) for i, f in futures if f.failed()]
     producer.close()
-    seen = read_numbers(broker.bootstrap, "crash-safe")
+    seen = read_all("crash-safe", {"bootstrap_servers": broker.bootstrap}, timeout=60)
     missing = sorted(set(acked) - set(seen))
     print(f"kill -9 x{kills}: {len(futures)} sent, {len(acked)} acknowledged, {len(failed)} failed, "
           f"{len(seen)} read, {len(seen) - len(set(seen))} duplicates, {len(missing)} acknowledged but missing")
