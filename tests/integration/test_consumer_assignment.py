@@ -4,10 +4,8 @@ import threading
 import time
 
 import pytest
-from kafka import KafkaConsumer
-
 import kafkalab
-from kafkalab.consumers import LAB_GROUP_CONFIG
+from kafkalab.config import group_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -16,14 +14,14 @@ def time_to_assignment(topic: str, group: str, limit: float = 10.0) -> float | N
     result = {}
 
     def run():  # a consumer belongs to the thread that made it
-        with KafkaConsumer(topic, **kafkalab.client_config(**LAB_GROUP_CONFIG), group_id=group,
-                           enable_auto_commit=False) as consumer:
+        with group_consumer(topic, group_id=group, from_beginning=False) as consumer:
             t0 = time.monotonic()
-            while time.monotonic() - t0 < limit:
-                consumer.poll(timeout_ms=50)       # short polls, as the live workers use
-                if consumer.assignment():
-                    result["t"] = time.monotonic() - t0
-                    return
+            try:   # short polls, as the live workers use
+                kafkalab.wait_until(lambda: consumer.poll(timeout_ms=50) is not None and consumer.assignment(),
+                                    limit, interval=0, what="an assignment")
+                result["t"] = time.monotonic() - t0
+            except TimeoutError:
+                result["t"] = None
     thread = threading.Thread(target=run)
     thread.start()
     thread.join()
