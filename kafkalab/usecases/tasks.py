@@ -166,30 +166,44 @@ class TaskWorker(Worker):
     def run(self) -> None:
         from collections import deque
 
-        from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+        from kafka import ConsumerRebalanceListener, KafkaProducer
         from kafka.structs import OffsetAndMetadata
 
-        from ..config import client_config
-        from ..consumers import LAB_GROUP_CONFIG
+        from ..config import client_config, group_consumer
 
         topic_priority = {self.topics.priority(p): p for p in PRIORITIES}
         buffers = {p: deque() for p in PRIORITIES}
         held: dict = {}                    # retry partition -> due time (paused until then)
+        rewind: dict = {}                  # partition -> its oldest record dropped at a revocation
 
-        class DropRevoked(ConsumerRebalanceListener):
+        class Rebalance(ConsumerRebalanceListener):
+            """Buffered records of revoked partitions are dropped (their new owner reads them from
+            the last commit). A partition this worker gets back keeps its position (kafka-python 3,
+            like Java's client, keeps the state of a partition assigned before and after), which
+            is past the dropped records: seek back to them, or they are never processed."""
+
             def on_partitions_revoked(self, revoked):
-                for p in PRIORITIES:       # their new owner gets them from the last commit
-                    buffers[p] = deque(x for x in buffers[p] if x[0] not in revoked)
-                for tp in revoked:
-                    held.pop(tp, None)
+                revoked = set(revoked)
+                for p in PRIORITIES:
+                    kept = deque()
+                    for tp, record in buffers[p]:
+                        if tp in revoked:
+                            rewind.setdefault(tp, record.offset)   # buffers hold records in order
+                        else:
+                            kept.append((tp, record))
+                    buffers[p] = kept
 
             def on_partitions_assigned(self, assigned):
-                pass
+                for tp in assigned:
+                    if tp in rewind:
+                        consumer.seek(tp, rewind[tp])
+                rewind.clear()
+                for tp in set(held) - set(assigned):   # a kept retry partition stays paused and held
+                    del held[tp]
 
-        with KafkaConsumer(**client_config(**LAB_GROUP_CONFIG), group_id=self.group,
-                           auto_offset_reset="earliest", enable_auto_commit=False) as consumer, \
+        with group_consumer(group_id=self.group) as consumer, \
                 KafkaProducer(**client_config()) as producer:
-            consumer.subscribe(list(topic_priority) + [self.topics.retry], listener=DropRevoked())
+            consumer.subscribe(list(topic_priority) + [self.topics.retry], listener=Rebalance())
             while not self.stopping.is_set():
                 now = time.time()
                 for tp, due in list(held.items()):
