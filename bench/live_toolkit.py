@@ -30,7 +30,7 @@ import ipywidgets  # noqa: E402
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
 import kafkalab  # noqa: E402
-from kafkalab.producers import KeyChooser, _encode, sample_event  # noqa: E402
+from kafkalab.producers import KeyChooser, encode_value, sample_event  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -53,7 +53,7 @@ def raw_producer(topic: str, n: int) -> float:
     with KafkaProducer(**kafkalab.client_config()) as p:
         for i in range(n):
             key = keys(i)
-            p.send(topic, value=_encode(sample_event(i, key), 0), key=key.encode())
+            p.send(topic, value=encode_value(sample_event(i, key), 0), key=key.encode())
         p.flush()
     return n / (time.monotonic() - t0)
 

@@ -1,11 +1,15 @@
 """kafkalab: a real Apache Kafka lab for Jupyter, taught on kafka-python 3.
 
-Names load on first use, so the `kafkalab` command does not pay for pandas, plotly and widgets.
+Names load on first use, so the `kafkalab` command does not pay for pandas, plotly and widgets;
+the TYPE_CHECKING block below shows them to type checkers and editors.
 """
+from __future__ import annotations
+
 import importlib
 import warnings
+from typing import TYPE_CHECKING
 
-# kafka-python 3.0 emits a DeprecationWarning at import on Python 3.11 (see errata).
+# kafka-python 3.0 emits a DeprecationWarning at import on Python 3.11.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"kafka(\..*)?$")
 
 __version__ = "0.1.0"
@@ -17,15 +21,33 @@ _WHERE = {
     "BrokerUnavailable": "config", "bootstrap": "config", "client_config": "config",
     "ensure_broker": "config",
     "lag": "explore", "peek": "explore", "topics": "explore", "recreate_topic": "explore",
+    "TopicNotFound": "explore",
     "RateProducer": "producers",
     "ProducerPanel": "widgets",
     "LiveConsumer": "consumers", "ConsumerGroup": "consumers",
-    "EventTimeWindows": "windows", "Tumbling": "windows", "Hopping": "windows", "Session": "windows",
+    "EventTimeWindows": "windows", "SessionWindows": "windows", "Tumbling": "windows",
+    "Hopping": "windows",
     "LagMonitor": "lagwatch", "judge": "lagwatch",
     "LagChart": "live", "ThroughputChart": "live", "TimeSeriesChart": "live", "WindowChart": "live",
-    "stop_all": "runtime",
+    "stop_all": "runtime", "wait_until": "runtime",
 }
 __all__ = list(_WHERE)
+
+if TYPE_CHECKING:
+    from .broker.cluster import Cluster  # noqa: F401
+    from .broker.jars import KAFKA_VERSION  # noqa: F401
+    from .broker.local import BrokerError, LocalBroker  # noqa: F401
+    from .broker.secure import SecureBroker  # noqa: F401
+    from .clusterview import ClusterPanel  # noqa: F401
+    from .config import BrokerUnavailable, bootstrap, client_config, ensure_broker  # noqa: F401
+    from .consumers import ConsumerGroup, LiveConsumer  # noqa: F401
+    from .explore import TopicNotFound, lag, peek, recreate_topic, topics  # noqa: F401
+    from .lagwatch import LagMonitor, judge  # noqa: F401
+    from .live import LagChart, ThroughputChart, TimeSeriesChart, WindowChart  # noqa: F401
+    from .producers import RateProducer  # noqa: F401
+    from .runtime import stop_all, wait_until  # noqa: F401
+    from .widgets import ProducerPanel  # noqa: F401
+    from .windows import EventTimeWindows, Hopping, SessionWindows, Tumbling  # noqa: F401
 
 
 def __getattr__(name):

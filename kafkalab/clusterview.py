@@ -9,12 +9,13 @@ from __future__ import annotations
 import html
 import queue
 import time
+from concurrent.futures import Future
 
 import ipywidgets as w
 import pandas as pd
 
 from .broker.cluster import NODES, Cluster
-from .runtime import Stoppable, Worker, register, unregister
+from .runtime import Composite, Periodic, Worker, wait_until
 
 PARTITION_COLUMNS = ["topic", "partition", "leader", "replicas", "isr", "under_replicated", "offline"]
 
@@ -43,36 +44,38 @@ def quorum(admin) -> dict:
                        for v in part["current_voters"]}}
 
 
-class _Sampler(Worker):
-    def __init__(self, name: str, cluster: Cluster, topics, period: float, on_sample):
-        super().__init__(name)
-        self.cluster, self.topics, self.period, self.on_sample = cluster, topics, period, on_sample
+class _Sampler(Periodic):
+    """Owns the admin client; one snapshot of nodes, partitions and quorum per period."""
+    tick_on_stop = False
 
-    def run(self) -> None:
+    def __init__(self, name: str, cluster: Cluster, topics, period: float, on_sample):
+        super().__init__(name, period)
+        self.cluster, self.topics, self.on_sample = cluster, topics, on_sample
+        self._admin = None
+
+    def tick(self) -> None:
         from kafka import KafkaAdminClient
-        admin = None
+        snap = {"at": time.time(), "nodes": self.cluster.status()["nodes"], "error": None}
         try:
-            while not self.stopping.is_set():
-                snap = {"at": time.time(), "nodes": self.cluster.status()["nodes"], "error": None}
-                try:
-                    if admin is None:
-                        admin = KafkaAdminClient(bootstrap_servers=self.cluster.bootstrap,
-                                                 bootstrap_timeout_ms=3000, request_timeout_ms=4000)
-                    snap["partitions"] = describe_partitions(admin, self.topics)
-                    snap["quorum"] = quorum(admin)
-                except Exception as e:  # no quorum, no node: that is what the view must show
-                    snap["error"] = f"{type(e).__name__}: {e}"
-                    if admin is not None:
-                        admin.close()
-                        admin = None
-                self.on_sample(snap)
-                self.stopping.wait(self.period)
-        finally:
-            if admin is not None:
-                admin.close()
+            if self._admin is None:
+                self._admin = KafkaAdminClient(bootstrap_servers=self.cluster.bootstrap,
+                                               bootstrap_timeout_ms=3000, request_timeout_ms=4000)
+            snap["partitions"] = describe_partitions(self._admin, self.topics)
+            snap["quorum"] = quorum(self._admin)
+        except Exception as e:  # no quorum, no node: that is what the view must show
+            snap["error"] = f"{type(e).__name__}: {e}"
+            self.teardown()
+        self.on_sample(snap)
+
+    def teardown(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
 
 
 class _NodeOps(Worker):
+    """Runs the queued node commands one at a time (a start takes seconds)."""
+
     def __init__(self, name: str, cluster: Cluster, on_result):
         super().__init__(name)
         self.cluster, self.on_result = cluster, on_result
@@ -83,29 +86,43 @@ class _NodeOps(Worker):
                    "start": self.cluster.start_node}
         while not self.stopping.is_set():
             try:
-                action, node = self.commands.get(timeout=0.2)
+                action, node, done = self.commands.get(timeout=0.2)
             except queue.Empty:
                 continue
             t0 = time.monotonic()
             try:
                 actions[action](node)
-                self.on_result(f"node {node}: {action} done in {time.monotonic() - t0:.1f} s")
             except Exception as e:  # shown in the panel; the next command still runs
                 self.on_result(f"node {node}: {action} failed: {type(e).__name__}: {e}")
+                done.set_exception(e)
+            else:
+                self.on_result(f"node {node}: {action} done in {time.monotonic() - t0:.1f} s")
+                done.set_result(node)
+        while not self.commands.empty():         # never leave a caller waiting on a dropped command
+            self.commands.get_nowait()[2].cancel()
 
 
-class ClusterPanel(Stoppable):
+class ClusterPanel(Composite):
     """Per-node stop / kill / start buttons; partition leaders and ISR; under-replicated and
-    offline partition counts; the controller quorum. `snapshot` holds the latest sample."""
+    offline partition counts; the controller quorum. `snapshot` holds the latest sample.
+
+    Parameters
+    ----------
+    cluster : the three-node Cluster (default: the local cluster profile's).
+    topics : the topics whose partitions are shown (default: every non-internal topic).
+    period : seconds between samples, at least 0.5.
+    name : its name in the registry. Default "panel:cluster".
+    """
 
     def __init__(self, cluster: Cluster | None = None, topics: list[str] | None = None,
-                 period: float = 1.0, name: str = "panel:cluster"):
+                 period: float = 1.0, name: str | None = None):
         if period < 0.5:
             raise ValueError("period must be at least 0.5 s: each sample asks the cluster three questions")
-        self.name, self.cluster = name, cluster or Cluster()
+        super().__init__(name, default="panel:cluster")
+        self.cluster = cluster or Cluster()
         self.snapshot: dict = {}
         self.log: list[str] = []
-        self.status = w.HTML()
+        self.status = w.HTML("<i>not started: call start()</i>")
         self.table = w.HTML()
         self.messages = w.HTML()
         rows = []
@@ -118,17 +135,24 @@ class ClusterPanel(Stoppable):
                 buttons.append(b)
             rows.append(w.HBox(buttons))
         self.box = w.VBox([w.HBox([w.VBox(rows), self.status]), self.table, self.messages])
-        register(self)
-        self._ops = _NodeOps(f"{name}/ops", self.cluster, self._message).start()
-        self._sampler = _Sampler(f"{name}/sampler", self.cluster, topics, period, self._show).start()
+        self._ops = _NodeOps(f"{self.name}/ops", self.cluster, self._message)
+        self._sampler = _Sampler(f"{self.name}/sampler", self.cluster, topics, period, self._show)
+        self.children += [self._ops, self._sampler]
 
-    def command(self, action: str, node: int) -> None:
-        """Queue stop / kill / start of a node (what the buttons do)."""
+    def command(self, action: str, node: int) -> Future:
+        """Queue stop / kill / start of a node (what the buttons do). The Future completes when
+        the command has run (its result is the node; a failure is its exception)."""
+        done: Future = Future()
         if action not in ("stop", "kill", "start") or node not in NODES:
             self._message(f"unknown command {action!r} for node {node!r}")
-            return
+            done.set_exception(ValueError(f"unknown command {action!r} for node {node!r}"))
+            return done
+        if not self._ops.alive:
+            done.set_exception(RuntimeError(f"{self.name} is not running: call start() first"))
+            return done
         self._message(f"node {node}: {action} requested")
-        self._ops.commands.put((action, node))
+        self._ops.commands.put((action, node, done))
+        return done
 
     def _message(self, text: str) -> None:
         self.log = (self.log + [f"{time.strftime('%H:%M:%S')} {text}"])[-6:]
@@ -158,22 +182,15 @@ class ClusterPanel(Stoppable):
         self.table.value = ("<table><tr><th>topic</th><th>partition</th><th>leader</th><th>replicas</th>"
                             f"<th>ISR</th></tr>{''.join(cells[:40])}</table>")
 
-    def wait_for(self, predicate, timeout: float = 30.0) -> dict:
-        """Block until predicate(snapshot) holds (for notebooks and tests); return the snapshot."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_for(self, predicate, timeout: float = 30.0, what: str = "the expected cluster state") -> dict:
+        """Block until predicate(snapshot) holds on an error-free sample (for notebooks and
+        tests); return that snapshot. TimeoutError names `what` and the last sample's error."""
+        def ready():
             snap = self.snapshot
-            if snap and not snap.get("error") and predicate(snap):
-                return snap
-            time.sleep(0.2)
-        raise TimeoutError(f"the cluster did not reach the expected state within {timeout:.0f} s: "
-                           f"{self.snapshot.get('error') or 'condition false'}")
+            return snap if snap and not snap.get("error") and predicate(snap) else None
+        return wait_until(ready, timeout, interval=0.2, what=lambda: (
+            f"{what} (last sample: {self.snapshot.get('error') or 'condition false'})"))
 
     def _ipython_display_(self):
         from IPython.display import display
         display(self.box)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._sampler.stop(timeout)
-        self._ops.stop(timeout)
-        unregister(self)

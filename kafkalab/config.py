@@ -3,10 +3,18 @@ from __future__ import annotations
 
 import os
 
+from . import compat
 from .broker.local import BrokerError, LocalBroker, reachable
+
+compat.apply()   # once, before any client kafkalab configures exists (see compat.py)
 
 # kafka-python waits 30 s to bootstrap by default; a notebook cell should fail sooner.
 BOOTSTRAP_TIMEOUT_MS = 8000
+
+# A lab's kernels get restarted: a member that vanished without leaving holds up its group's
+# rebalance until its session expires (45 s by default), so lab group members expire sooner.
+LAB_GROUP_CONFIG = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 2_000,
+                    "max_poll_interval_ms": 60_000}
 
 # Environment variable -> kafka-python setting, for remote clusters (e.g. SASL_SSL clouds).
 SECURITY_ENV = {
@@ -49,8 +57,6 @@ def bootstrap() -> str:
 
 def client_config(**overrides) -> dict:
     """Keyword arguments for KafkaProducer, KafkaConsumer and KafkaAdminClient alike."""
-    from . import compat
-    compat.apply()    # before any consumer is made with this configuration
     servers = overrides.pop("bootstrap_servers", None) or bootstrap()
     config = {"bootstrap_servers": servers, "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS}
     for env, key in SECURITY_ENV.items():
@@ -58,6 +64,17 @@ def client_config(**overrides) -> dict:
             config[key] = os.environ[env]
     config.update(overrides)
     return config
+
+
+def group_consumer(*topics: str, group_id: str, from_beginning: bool = True, **overrides):
+    """A KafkaConsumer in `group_id` with the lab's group settings: short session timeout, no
+    auto-commit (the caller commits what it has processed), the earliest offset for a new group
+    unless from_beginning=False. `topics` are subscribed if given."""
+    from kafka import KafkaConsumer
+    config = client_config(**{**LAB_GROUP_CONFIG, "enable_auto_commit": False,
+                              "auto_offset_reset": "earliest" if from_beginning else "latest",
+                              **overrides})
+    return KafkaConsumer(*topics, group_id=group_id, **config)
 
 
 def require_reachable(servers: str | None = None) -> str:

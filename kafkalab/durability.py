@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from .broker.cluster import Cluster
 from .config import client_config
 from .explore import recreate_topic
+from .runtime import wait_until
 
 
 @dataclass
@@ -45,14 +46,14 @@ def partition_leader(admin, topic: str, partition: int = 0) -> int:
 
 def wait_isr(admin, topic: str, size: int, timeout: float = 60.0) -> None:
     """Until every partition of `topic` has `size` in-sync replicas (a restarted node caught up)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        parts = admin.describe_topics([topic])[0]["partitions"]
-        if parts and all(len(p["isr_nodes"]) >= size for p in parts):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{topic}: ISR {[p['isr_nodes'] for p in parts]} after {timeout:.0f} s")
-        time.sleep(0.3)
+    last: list = []
+
+    def full():
+        last[:] = admin.describe_topics([topic])[0]["partitions"]
+        return last and all(len(p["isr_nodes"]) >= size for p in last)
+
+    wait_until(full, timeout, interval=0.3,
+               what=lambda: f"{topic} to have {size} in-sync replicas (ISR now {[p['isr_nodes'] for p in last]})")
 
 
 def read_all(topic: str, connect: dict, partition: int = 0, timeout: float = 30.0) -> list[int]:
@@ -64,13 +65,15 @@ def read_all(topic: str, connect: dict, partition: int = 0, timeout: float = 30.
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
         end = consumer.end_offsets([tp])[tp]
-        deadline = time.monotonic() + timeout
-        while consumer.position(tp) < end:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(seen)} records of {topic}, position "
-                                   f"{consumer.position(tp)} of {end} after {timeout:.0f} s")
+
+        def at_end():
             for records in consumer.poll(timeout_ms=500).values():
-                seen += [n for n in map(int, (r.value for r in records)) if n >= 0]  # not the warm-up
+                seen.extend(n for n in map(int, (r.value for r in records)) if n >= 0)  # not the warm-up
+            return consumer.position(tp) >= end
+
+        if consumer.position(tp) < end:
+            wait_until(at_end, timeout, interval=0, what=lambda: (
+                f"the end of {topic} (read {len(seen)} records, position {consumer.position(tp)} of {end})"))
     return seen
 
 

@@ -1,25 +1,55 @@
 """pandas views of a cluster: what a learner looks at between experiments."""
 from __future__ import annotations
 
-import json
-import time
 import warnings
 
 import pandas as pd
 
 from .config import client_config, require_reachable
+from .records import decode_key, decode_value
+from .runtime import wait_until
 
 with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python 3.11
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
     from kafka.admin import OffsetSpec
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+
+class TopicNotFound(LookupError):
+    """A topic that does not exist; the message says how to create it."""
 
 
 def _admin(**overrides) -> KafkaAdminClient:
     config = client_config(**overrides)
     require_reachable(config["bootstrap_servers"])
     return KafkaAdminClient(**config)
+
+
+def require_topics(names: list[str], **overrides) -> None:
+    """Raise TopicNotFound, naming every missing topic, within a second or two: kafka-python
+    would otherwise wait a minute for its metadata (the lab broker does not create topics on
+    first use). Overrides that are not connection settings (acks, group_id...) are ignored."""
+    connection = {k: v for k, v in overrides.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+    with _admin(**connection) as admin:
+        missing = [t["name"] for t in admin.describe_topics(list(names))
+                   if t["error_code"] == UnknownTopicOrPartitionError.errno]
+    if missing:
+        first = missing[0]
+        raise TopicNotFound(
+            f"topic{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+            f"do{'' if len(missing) > 1 else 'es'} not exist, and this broker does not create topics "
+            f"on first use: create {'them' if len(missing) > 1 else 'it'} first, e.g. "
+            f"kafkalab.recreate_topic({first!r}, partitions=3)")
+
+
+def partition_count(topic: str, **overrides) -> int:
+    """How many partitions `topic` has (TopicNotFound if it does not exist)."""
+    with _admin(**overrides) as admin:
+        described = admin.describe_topics([topic])[0]
+    if described["error_code"] == UnknownTopicOrPartitionError.errno:
+        require_topics([topic], **overrides)          # raises TopicNotFound, saying how to create it
+    return len(described["partitions"])
 
 
 def _offsets(admin, partitions, spec) -> dict:
@@ -51,20 +81,6 @@ def topics(internal: bool = False, **overrides) -> pd.DataFrame:
         columns=["topic", "partitions", "replication_factor", "records"])
 
 
-def _decode(raw: bytes | None):
-    """Show JSON as objects, text as str, anything else as bytes."""
-    if raw is None:
-        return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def peek(topic: str, n: int = 10, from_end: bool = True, timeout: float = 5.0,
          **overrides) -> pd.DataFrame:
     """The newest (or oldest) n records of a topic, across partitions, without joining a group."""
@@ -74,7 +90,7 @@ def peek(topic: str, n: int = 10, from_end: bool = True, timeout: float = 5.0,
     with KafkaConsumer(**config, enable_auto_commit=False, group_id=None) as consumer:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
-            raise ValueError(f"unknown topic {topic!r}")
+            require_topics([topic], **overrides)       # raises TopicNotFound, saying how to create it
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
@@ -88,18 +104,24 @@ def peek(topic: str, n: int = 10, from_end: bool = True, timeout: float = 5.0,
             else:
                 consumer.pause(tp)
         rows = []
-        deadline = time.monotonic() + timeout
-        while wanted and time.monotonic() < deadline:
+
+        def done() -> bool:
             for tp, records in consumer.poll(timeout_ms=200).items():
                 for r in records:
                     if tp in wanted and r.offset < wanted[tp]:
                         rows.append({"partition": r.partition, "offset": r.offset,
                                      "timestamp": pd.Timestamp(r.timestamp, unit="ms", tz="UTC"),
-                                     "key": _decode(r.key), "value": _decode(r.value),
-                                     "headers": {k: _decode(v) for k, v in (r.headers or [])}})
+                                     "key": decode_key(r.key), "value": decode_value(r.value),
+                                     "headers": {k: decode_value(v) for k, v in (r.headers or [])}})
                 if tp in wanted and consumer.position(tp) >= wanted[tp]:
                     del wanted[tp]
                     consumer.pause(tp)
+            return not wanted
+
+        if wanted:
+            wait_until(done, timeout, interval=0, what=lambda: (
+                f"the records of {topic!r} (still missing from partitions "
+                f"{sorted(tp.partition for tp in wanted)}; {len(rows)} read)"))
     df = pd.DataFrame(rows, columns=columns).sort_values(["timestamp", "partition", "offset"])
     return (df.tail(n) if from_end else df.head(n)).reset_index(drop=True)
 
@@ -123,23 +145,21 @@ def recreate_topic(name: str, partitions: int = 1, replication_factor: int = 1,
     """Delete `name` if it exists and create it empty: notebooks stay safe to re-run.
     Topic configs as keywords (min_insync_replicas=2); `client` overrides the connection."""
     configs = {k.replace("_", "."): str(v) for k, v in topic_configs.items()}
+    spec = {"num_partitions": partitions, "replication_factor": replication_factor}
+    if configs:
+        spec["configs"] = configs
+
     with _admin(**(client or {})) as admin:
-        if name in admin.list_topics():
-            admin.delete_topics([name])
-            deadline = time.monotonic() + timeout
-            while name in admin.list_topics():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"topic {name!r} was not deleted within {timeout:.0f} s")
-                time.sleep(0.1)
-        spec = {"num_partitions": partitions, "replication_factor": replication_factor}
-        if configs:
-            spec["configs"] = configs
-        deadline = time.monotonic() + timeout
-        while True:  # the broker may still be finishing the deletion
+        def created():
             try:
                 admin.create_topics({name: spec}, wait_for_metadata=True)
-                return name
-            except TopicAlreadyExistsError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+                return True
+            except TopicAlreadyExistsError:   # the broker may still be finishing the deletion
+                return False
+
+        if name in admin.list_topics():
+            admin.delete_topics([name])
+            wait_until(lambda: name not in admin.list_topics(), timeout, interval=0.1,
+                       what=f"topic {name!r} to be deleted")
+        wait_until(created, timeout, interval=0.2, what=f"topic {name!r} to be created again")
+    return name

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .runtime import Worker
+from .runtime import Periodic
 
 STATUSES = ("OK", "WARN", "STALL", "STOP", "REWIND")
 
@@ -102,14 +102,26 @@ def judge(samples: list[Sample], group_active: bool = True, min_samples: int = 3
     return verdict("OK", "lag went down at least once in the window")
 
 
-class LagMonitor(Worker):
-    """Samples one group's lag in a background thread; `report()` is the story, `history` the data."""
+class LagMonitor(Periodic):
+    """Samples one group's lag in a background thread; `report()` is the story, `history` the data.
+
+    Parameters
+    ----------
+    group : the consumer group to watch.
+    interval : seconds between samples (at least 0.2).
+    window : how many recent samples per partition the judge looks at.
+    history : how many samples `history` keeps (for charts).
+    name : its name in the registry. Default "lag:<group>".
+    **client_overrides : connection settings (kafkalab.client_config) for its admin client.
+    """
+
+    tick_on_stop = False
 
     def __init__(self, group: str, interval: float = 1.0, window: int = 10,
                  history: int = 600, name: str | None = None, **client_overrides):
-        super().__init__(name or f"lag:{group}")
         if interval < 0.2:
             raise ValueError("sample at most 5 times a second (interval >= 0.2 s)")
+        super().__init__(name, interval, default=f"lag:{group}")
         self.group, self.interval, self.window = group, interval, window
         self._overrides = client_overrides
         self._samples: dict = {}                      # TopicPartition -> deque[Sample]
@@ -118,24 +130,28 @@ class LagMonitor(Worker):
         self._lock = threading.Lock()
         self.history = deque(maxlen=history)          # (t, {tp: lag})
         self.error: str | None = None
+        self._admin = self._reader = None
 
-    def run(self) -> None:
+    def setup(self) -> None:
         from kafka import KafkaAdminClient, KafkaConsumer
-        from kafka.admin import OffsetSpec
 
         from .config import client_config
-
         config = client_config(**self._overrides)
-        with KafkaAdminClient(**config) as admin, \
-                KafkaConsumer(**config, group_id=None, enable_auto_commit=False) as reader:
-            while not self.stopping.is_set():
-                t0 = time.monotonic()
-                try:
-                    self._sample(admin, reader, OffsetSpec)
-                    self.error = None
-                except Exception as e:  # shown in report(); the next sample retries
-                    self.error = f"{type(e).__name__}: {e}"
-                self.stopping.wait(max(0.0, self.interval - (time.monotonic() - t0)))
+        self._admin = KafkaAdminClient(**config)
+        self._reader = KafkaConsumer(**config, group_id=None, enable_auto_commit=False)
+
+    def teardown(self) -> None:
+        for client in (self._reader, self._admin):
+            if client is not None:
+                client.close()
+
+    def tick(self) -> None:
+        from kafka.admin import OffsetSpec
+        try:
+            self._sample(self._admin, self._reader, OffsetSpec)
+            self.error = None
+        except Exception as e:  # shown in report(); the next sample retries
+            self.error = f"{type(e).__name__}: {e}"
 
     def _sample(self, admin, reader, OffsetSpec) -> None:
         committed = admin.list_group_offsets({self.group: None}).get(self.group, {})

@@ -1,8 +1,8 @@
 """Live charts on plotly FigureWidgets, light enough to leave running.
 
-Each chart is a Worker: its thread samples its sources and redraws at most `fps` times a second
-(capped at 10), inside one `batch_update()`, from numpy ring buffers of bounded length. Data
-arrives from other threads through thread-safe appends, never by touching the figure.
+Each chart is a Periodic worker: its thread samples its sources and redraws at most `fps` times a
+second (capped at 10), inside one `batch_update()`, from numpy ring buffers of bounded length.
+Data arrives from other threads through thread-safe appends, never by touching the figure.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .lagwatch import LagMonitor
-from .runtime import Worker
+from .runtime import Periodic
+from .windows import combine_partitions
 
 MAX_FPS = 10.0
 STATUS_COLORS = {"OK": "#2e7d32", "WARN": "#f9a825", "STALL": "#c62828", "STOP": "#6a1b9a",
@@ -53,14 +54,14 @@ def _ms_to_datetime(ms: np.ndarray) -> np.ndarray:
     return ms.astype("int64").astype("datetime64[ms]")
 
 
-class LiveChart(Worker):
-    """Base: a FigureWidget refreshed by a background thread."""
+class LiveChart(Periodic):
+    """Base: a FigureWidget refreshed by a background thread, `fps` times a second at most."""
 
-    def __init__(self, name: str, title: str, fps: float = 4.0, history: int = 600,
-                 yaxis: str = "", height: int = 320):
-        super().__init__(name)
+    def __init__(self, name: str | None, title: str, fps: float = 4.0, history: int = 600,
+                 yaxis: str = "", height: int = 320, default: str = "chart"):
         if not 0 < fps <= MAX_FPS:
             raise ValueError(f"fps must be in (0, {MAX_FPS:g}]")
+        super().__init__(name, 1.0 / fps, default=default)
         self.fps, self.history = fps, history
         self.figure = go.FigureWidget(layout=dict(
             title=title, height=height, margin=dict(l=50, r=20, t=50, b=40),
@@ -75,17 +76,9 @@ class LiveChart(Worker):
         """Push arrays to traces (runs inside batch_update)."""
         raise NotImplementedError
 
-    def run(self) -> None:
-        period = 1.0 / self.fps
-        tick = time.monotonic()
-        while not self.stopping.is_set():
-            self.sample(time.time())
-            self.refresh()
-            # a fixed schedule: a late wake-up (another thread held the GIL) shortens the next
-            # wait instead of lowering the rate; after a long stall it starts afresh, no burst
-            tick = max(tick + period, time.monotonic())
-            self.stopping.wait(tick - time.monotonic())
-        self.refresh()  # the final state stays on screen
+    def tick(self) -> None:
+        self.sample(time.time())
+        self.refresh()
 
     def refresh(self) -> None:
         with self._lock, self.figure.batch_update():
@@ -108,11 +101,20 @@ class LiveChart(Worker):
 
 
 class TimeSeriesChart(LiveChart):
-    """Generic live lines: push(name, value) from any thread, or give `sample`, a function
-    returning {series: value} that the chart calls on every tick."""
+    """Generic live lines: push(series, value) from any thread, or give `sample`.
 
-    def __init__(self, title: str = "live", name: str | None = None, sample=None, **kw):
-        super().__init__(name or f"chart:{title}", title, **kw)
+    Parameters
+    ----------
+    title : the chart's title.
+    name : its name in the registry. Default "chart:<title>".
+    sample : a function returning {series: value}, called on every tick (in the chart's thread).
+    fps : refreshes per second, at most 10. history : points kept per series.
+    yaxis, height : the y-axis title and the height in pixels.
+    """
+
+    def __init__(self, title: str = "live", name: str | None = None, sample=None,
+                 default: str | None = None, **kw):
+        super().__init__(name, title, default=default or f"chart:{title}", **kw)
         self._series: dict[str, Ring] = {}
         self._pending: deque = deque()
         self._sample_fn = sample
@@ -136,25 +138,42 @@ class TimeSeriesChart(LiveChart):
 
 
 class ThroughputChart(TimeSeriesChart):
-    """Produced vs consumed messages per second, sampled from the workers' own counters."""
+    """Produced and consumed messages per second, one line per worker (by its name), sampled
+    from the workers' own achieved rates.
 
-    def __init__(self, producers=(), consumers=(), name: str = "chart:throughput", **kw):
-        super().__init__("throughput (msg/s)", name=name, **kw)
+    Parameters
+    ----------
+    producers : RateProducers to plot (acknowledged records per second).
+    consumers : LiveConsumers to plot (consumed records per second).
+    name : its name in the registry. Default "chart:throughput".
+    fps, history, height : as for TimeSeriesChart.
+    """
+
+    def __init__(self, producers=(), consumers=(), name: str | None = None, **kw):
+        super().__init__("throughput (msg/s)", name=name, default="chart:throughput", **kw)
         self.producers, self.consumers = list(producers), list(consumers)
 
     def sample(self, now: float) -> None:
         for p in self.producers:
-            self.push(f"produced · {p.topic}", p.stats["rate"], now)
+            self.push(f"produced · {p.name}", p.rate, now)
         for c in self.consumers:
-            self.push(f"consumed · {c.name.split(':', 1)[-1]}", c.rate, now)
+            self.push(f"consumed · {c.name}", c.rate, now)
         super().sample(now)
 
 
 class LagChart(LiveChart):
-    """Per-partition lag of one group, with the story: seconds behind, trend, drain, status."""
+    """Per-partition lag of one group, with the story: seconds behind, trend, drain, status.
+
+    Parameters
+    ----------
+    group : the consumer group to watch (its LagMonitor samples it every `interval` seconds).
+    interval : seconds between samples of the group's offsets.
+    name : its name in the registry. Default "chart:lag:<group>".
+    fps, history, height : as for TimeSeriesChart.
+    """
 
     def __init__(self, group: str, interval: float = 1.0, name: str | None = None, **kw):
-        super().__init__(name or f"chart:lag:{group}", f"consumer lag · {group}", yaxis="records", **kw)
+        super().__init__(name, f"consumer lag · {group}", yaxis="records", default=f"chart:lag:{group}", **kw)
         import ipywidgets as widgets
         self.monitor = LagMonitor(group, interval=interval, name=f"{self.name}/monitor")
         self.table = widgets.HTML()
@@ -195,35 +214,30 @@ class LagChart(LiveChart):
         return self._box
 
 
-def combine_partitions(windows: list) -> list:
-    """One window per (key, start): windows are kept per partition (stream time is), so a key
-    that spans partitions (e.g. a field, not the record key) has one partial window in each."""
-    from .windows import Window
-    combined: dict = {}
-    for w in windows:
-        c = combined.get((w.key, w.start))
-        if c is None:
-            combined[(w.key, w.start)] = Window(w.key, w.start, w.end, w.count, w.sum, w.min, w.max,
-                                                w.final)
-        else:
-            c.merge(w)
-            c.final = c.final and w.final
-    return list(combined.values())
-
-
 class WindowChart(LiveChart):
     """Window aggregates per key: final windows solid, open (partial) ones faded, late ones counted.
 
     Feed it from a LiveConsumer with `WindowChart(windows, consumer, value=...)`: the consumer's
     thread adds each batch; this chart's thread closes idle windows and draws.
+
+    Parameters
+    ----------
+    windows : the EventTimeWindows or SessionWindows to draw.
+    consumer : a LiveConsumer whose batches feed `windows` (optional: add_frame() by hand).
+    value : a column, or a function of each record's value, giving the number to aggregate.
+    key : the column to window by (default the record key).
+    metric : "count", "sum", "mean", "min" or "max".
+    max_windows, max_keys : how many windows and keys (the busiest) are drawn.
+    name : its name in the registry. Default "chart:windows".
+    fps, height : as for TimeSeriesChart.
     """
 
     def __init__(self, windows, consumer=None, value=None, key: str | None = "key",
                  metric: str = "count", max_windows: int = 40, max_keys: int = 8,
-                 name: str = "chart:windows", **kw):
+                 name: str | None = None, **kw):
         if metric not in ("count", "sum", "mean", "min", "max"):
             raise ValueError("metric must be count, sum, mean, min or max")
-        super().__init__(name, f"windows · {metric}", yaxis=metric, **kw)
+        super().__init__(name, f"windows · {metric}", yaxis=metric, default="chart:windows", **kw)
         self.figure.layout.barmode = "group"
         self.windows, self.metric = windows, metric
         self.max_windows, self.max_keys = max_windows, max_keys

@@ -8,44 +8,45 @@ import html
 import ipywidgets as w
 
 from .producers import COMPRESSION, RateProducer, check_rate
-from .runtime import Stoppable, Worker, register, unregister
+from .runtime import Composite, Periodic
+
+CUSTOM_KEYS = "custom (function)"
 
 
-class _StatsRefresher(Worker):
-    def __init__(self, name: str, update, period: float = 0.5):
-        super().__init__(name)
-        self.update, self.period = update, period
-
-    def run(self) -> None:
-        while not self.stopping.wait(self.period):
-            self.update()
-        self.update()
-
-
-class ProducerPanel(Stoppable):
+class ProducerPanel(Composite):
     """Rate, key skew, payload size, compression, acks, start/pause/resume and stop for
-    one or more RateProducers, with their live stats."""
+    one or more RateProducers, with their live stats (refreshed twice a second once started).
 
-    def __init__(self, *producers: RateProducer, name: str = "panel:producers"):
+    Parameters
+    ----------
+    *producers : the RateProducers to steer (started or not: "start" starts one).
+    name : its name in the registry. Default "panel:producers".
+    """
+
+    def __init__(self, *producers: RateProducer, name: str | None = None):
         if not producers:
             raise ValueError("give at least one RateProducer")
-        self.name, self.producers = name, list(producers)
+        super().__init__(name, default="panel:producers")
+        self.producers = list(producers)
         self._rows = [self._row(p) for p in self.producers]
         self.box = w.VBox([row["box"] for row in self._rows])
-        register(self)
-        self._refresher = _StatsRefresher(f"{name}/stats", self._update_stats).start()
+        self.children.append(Periodic(f"{self.name}/stats", 0.5, tick=self._update_stats))
 
     # -- layout -------------------------------------------------------------------------------
     def _row(self, p: RateProducer) -> dict:
         style = {"description_width": "initial"}
+        mode = p.keys.mode
+        keys = ["uniform", "skewed", "none"] + ([CUSTOM_KEYS] if callable(mode) else [])
         row = {
-            "rate": w.FloatText(value=p.rate or 0.0, description="rate (msg/s)", style=style,
+            "rate": w.FloatText(value=p.target_rate or 0.0, description="rate (msg/s)", style=style,
                                 layout=w.Layout(width="190px")),
-            "key": w.Dropdown(options=["uniform", "skewed", "none"],
-                              value=p.keys.mode if p.keys.mode in ("uniform", "skewed") else "uniform",
-                              description="keys", layout=w.Layout(width="170px")),
+            "key": w.Dropdown(options=keys,
+                              value=CUSTOM_KEYS if callable(mode) else ("none" if mode is None else mode),
+                              description="keys", layout=w.Layout(width="220px")),
             "hot": w.FloatSlider(value=p.keys.hot_share, min=0.0, max=1.0, step=0.05,
-                                 description="hot-key share", style=style, readout_format=".2f"),
+                                 description="hot-key share", style=style, readout_format=".2f",
+                                 disabled=mode != "skewed"),
+            "custom": mode if callable(mode) else None,
             "payload": w.IntSlider(value=p.payload_size, min=0, max=10_000, step=100,
                                    description="payload bytes", style=style),
             "compression": w.Dropdown(options=[str(c) for c in COMPRESSION],
@@ -96,12 +97,16 @@ class ProducerPanel(Stoppable):
         try:
             check_rate(value)
         except ValueError as e:
-            self._say(row, f"refused: {e}; keeping {p.rate} msg/s", error=True)
+            self._say(row, f"refused: {e}; keeping {p.target_rate} msg/s", error=True)
             return
         self._guard(row, p.set_rate, value)
 
     def _set_keys(self, p: RateProducer, row: dict) -> None:
-        mode = None if row["key"].value == "none" else row["key"].value
+        """The dropdown picks the mode; the hot-key share only means something for "skewed",
+        and a producer's own key function comes back when "custom" is picked again."""
+        choice = row["key"].value
+        mode = {"none": None, CUSTOM_KEYS: row["custom"]}.get(choice, choice)
+        row["hot"].disabled = choice != "skewed"
         self._guard(row, p.set_keys, mode, row["hot"].value)
 
     def _run(self, p: RateProducer, row: dict, on: bool) -> None:
@@ -109,7 +114,7 @@ class ProducerPanel(Stoppable):
             self._say(row, "this producer has stopped; create a new one", error=True)
             return
         if on and not p.started:
-            p.start()
+            self._guard(row, p.start)
         elif on:
             p.resume()
         else:
@@ -123,6 +128,7 @@ class ProducerPanel(Stoppable):
         self._say(row, "stopped")
 
     def _update_stats(self) -> None:
+        """Runs in the panel's stats thread: reads the producers' counters, writes HTML."""
         for p, row in zip(self.producers, self._rows):
             s = p.stats
             state = "failed: " + p.failure if p.failure else (
@@ -135,13 +141,6 @@ class ProducerPanel(Stoppable):
                 f" · latency p50 {p50} ms, p99 {p99} ms</code>"
                 + (f"<br><span style='color:#c62828'>{html.escape(s['last_error'])}</span>"
                    if s["last_error"] else ""))
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    def stop(self, timeout: float = 10.0) -> None:
-        for p in self.producers:
-            p.stop(timeout)
-        self._refresher.stop(timeout)
-        unregister(self)
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -1,10 +1,14 @@
-"""Event-time windows: tumbling, hopping and session, `[start, end)`, aligned to the epoch.
+"""Event-time windows: fixed (tumbling and hopping) and session windows, `[start, end)`.
 
 Time is the records' own timestamps (milliseconds). Stream time is the largest timestamp seen;
 a window closes once stream time passes its end plus the grace period, and is then emitted
 once, final. A record that only belongs to closed windows is *late*: it is counted and kept
 (bounded) for display, never silently dropped. Work per record is proportional to the windows
 it falls in, so history is never recomputed.
+
+A tumbling window is a hopping window whose advance equals its size, so both take one path
+(`EventTimeWindows`); session windows grow and merge per key and have their own class
+(`SessionWindows`). Both keep stream time per partition, like Kafka Streams' tasks.
 
 A quiet stream never advances stream time, so its last window would stay open forever (the most
 common complaint about stream processors' windows). `idle_timeout` closes every open window
@@ -24,20 +28,15 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
-class Tumbling:
-    size_ms: int
-
-    def __post_init__(self):
-        if self.size_ms <= 0:
-            raise ValueError(f"window size must be positive, got {self.size_ms} ms")
-
-    def windows_for(self, ts: int) -> list[tuple[int, int]]:
-        start = ts - ts % self.size_ms
-        return [(start, start + self.size_ms)]
-
-
-@dataclass(frozen=True)
 class Hopping:
+    """Windows of `size_ms` starting every `advance_ms` (multiples of it since the epoch): a
+    record lands in size / advance windows.
+
+    Parameters
+    ----------
+    size_ms : the window length in milliseconds.
+    advance_ms : how far each window starts after the previous one; at most size_ms (no gaps).
+    """
     size_ms: int
     advance_ms: int
 
@@ -55,14 +54,20 @@ class Hopping:
                 if s <= ts < s + self.size_ms]
 
 
-@dataclass(frozen=True)
-class Session:
-    """Records of one key closer than `gap_ms` apart form one session `[first, last + gap)`."""
-    gap_ms: int
+class Tumbling(Hopping):
+    """Back-to-back windows of `size_ms` (a hopping window that advances by its size): each
+    record lands in exactly one.
 
-    def __post_init__(self):
-        if self.gap_ms <= 0:
-            raise ValueError(f"session gap must be positive, got {self.gap_ms} ms")
+    Parameters
+    ----------
+    size_ms : the window length in milliseconds.
+    """
+
+    def __init__(self, size_ms: int):
+        super().__init__(size_ms, size_ms)
+
+    def __repr__(self) -> str:
+        return f"Tumbling(size_ms={self.size_ms})"
 
 
 @dataclass
@@ -109,27 +114,21 @@ class Late:
     value: Any = None
 
 
-class EventTimeWindows:
-    """Incremental windowed aggregation (count, sum, mean, min, max) per key.
+class _Windows:
+    """What fixed and session windows share: stream time per partition, closing by a heap of
+    deadlines (a record costs O(log n), not a scan), late records, idle close and flush."""
 
-    Stream time is kept per partition, as Kafka Streams keeps it per task: a key lives in one
-    partition, so records of other partitions that run ahead never make its records late.
-    Closing is driven by a heap of deadlines, so a record costs O(log n), not a scan.
-    """
-
-    def __init__(self, kind: Tumbling | Hopping | Session, grace_ms: int = 0,
-                 idle_timeout: float | None = None, keep_late: int = 1000,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, grace_ms: int, idle_timeout: float | None, keep_late: int,
+                 clock: Callable[[], float]):
         if grace_ms < 0:
             raise ValueError("grace must be >= 0")
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive (seconds) or None")
-        self.kind, self.grace_ms, self.idle_timeout, self.clock = kind, grace_ms, idle_timeout, clock
+        self.grace_ms, self.idle_timeout, self.clock = grace_ms, idle_timeout, clock
         self.late_count = 0
         self.late: deque = deque(maxlen=keep_late)
         self._stream: dict = {}        # partition -> stream time
         self._open: dict = {}          # (partition, key, start) -> Window
-        self._sessions: dict = {}      # (partition, key) -> [Window] (session windows only)
         self._heaps: dict = {}         # partition -> [(deadline, seq, id)]
         self._seq = 0
         self._last_arrival: float | None = None
@@ -139,28 +138,13 @@ class EventTimeWindows:
         """The newest timestamp seen in any partition (-1 before the first record)."""
         return max(self._stream.values(), default=-1)
 
-    # -- feeding ------------------------------------------------------------------------
     def add(self, timestamp: int, key: Hashable = None, value: float | None = None,
             partition: int | None = None) -> list[Window]:
         """Account one record; return the windows this closed (final results), oldest first."""
         ts = int(timestamp)
         self._last_arrival = self.clock()
         st = self._stream.get(partition, -1)
-        if isinstance(self.kind, Session):
-            accepted = self._add_session(ts, key, value, partition, st)
-        else:
-            accepted = False
-            for start, end in self.kind.windows_for(ts):
-                if end + self.grace_ms <= st:
-                    continue  # that window has been emitted already
-                wid = (partition, key, start)
-                w = self._open.get(wid)
-                if w is None:
-                    w = self._open[wid] = Window(key, start, end)
-                    self._schedule(partition, w, wid)
-                w.add(value)
-                accepted = True
-        if not accepted:
+        if not self._place(ts, key, value, partition, st):
             self.late_count += 1
             self.late.append(Late(key, ts, st, value))
         if ts > st:
@@ -168,27 +152,9 @@ class EventTimeWindows:
             return self._close(partition)
         return []
 
-    def _schedule(self, partition, w: Window, wid) -> None:
-        self._seq += 1
-        heapq.heappush(self._heaps.setdefault(partition, []), (w.end + self.grace_ms, self._seq, wid))
-
-    def _add_session(self, ts: int, key, value, partition, st: int) -> bool:
-        gap = self.kind.gap_ms
-        sessions = self._sessions.setdefault((partition, key), [])
-        touching = [w for w in sessions if w.start - gap <= ts < w.end]
-        if not touching and ts + gap + self.grace_ms <= st:
-            return False  # its own session would already be closed
-        mine = Window(key, ts, ts + gap)
-        mine.add(value)
-        for w in touching:
-            mine.merge(w)
-            sessions.remove(w)
-            del self._open[(partition, key, w.start)]
-        sessions.append(mine)
-        wid = (partition, key, mine.start)
-        self._open[wid] = mine
-        self._schedule(partition, mine, wid)
-        return True
+    def _place(self, ts: int, key, value, partition, st: int) -> bool:
+        """Put one record in its windows; False if they are all closed (the record is late)."""
+        raise NotImplementedError
 
     def add_frame(self, df: pd.DataFrame, timestamp: str = "timestamp", key: str | None = "key",
                   value: str | Callable | None = None,
@@ -196,8 +162,8 @@ class EventTimeWindows:
         """Feed a batch (for example one from LiveConsumer); timestamps in ms or as datetimes.
 
         value: a column of numbers, or a callable applied to each record's `value` (for JSON
-        records, e.g. `lambda v: v["reading"]`). Tumbling and hopping windows take the batch in a
-        few vectorised steps; the result is the same as adding its records one by one.
+        records, e.g. `lambda v: v["reading"]`). The result is the same as adding the batch's
+        records one by one.
         """
         if df.empty:
             return []
@@ -214,15 +180,97 @@ class EventTimeWindows:
             values = [value(v) for v in df["value"].tolist()]
         else:
             values = df[value].tolist()
-        ts = ts.to_numpy(dtype="int64")
-        if isinstance(self.kind, Session):
-            closed = []
-            for t, k, v, p in zip(ts.tolist(), keys, values, parts):
-                closed += self.add(t, k, v, p)
-            return closed
-        return self._add_batch(ts, keys, values, parts)
+        return self._add_columns(ts.to_numpy(dtype="int64"), keys, values, parts)
 
-    def _add_batch(self, ts: np.ndarray, keys: list, values: list, parts: list) -> list[Window]:
+    def _add_columns(self, ts: np.ndarray, keys: list, values: list, parts: list) -> list[Window]:
+        closed = []
+        for t, k, v, p in zip(ts.tolist(), keys, values, parts):
+            closed += self.add(t, k, v, p)
+        return closed
+
+    def _schedule(self, partition, w: Window, wid) -> None:
+        self._seq += 1
+        heapq.heappush(self._heaps.setdefault(partition, []), (w.end + self.grace_ms, self._seq, wid))
+
+    def _close(self, partition) -> list[Window]:
+        st, heap, out = self._stream.get(partition, -1), self._heaps.get(partition, []), []
+        while heap and heap[0][0] <= st:
+            deadline, _, wid = heapq.heappop(heap)
+            w = self._open.get(wid)
+            if w is None or w.end + self.grace_ms != deadline:
+                continue  # merged into another session, or emitted already
+            del self._open[wid]
+            self._closed(partition, w)
+            w.final = True
+            out.append(w)
+        return sorted(out, key=lambda w: (w.end, w.start, str(w.key)))
+
+    def _closed(self, partition, w: Window) -> None:
+        """A window left the open set (sessions forget it)."""
+
+    def poll_idle(self) -> list[Window]:
+        """Close everything if the stream has been quiet for `idle_timeout` seconds (wall clock)."""
+        if (self.idle_timeout is None or self._last_arrival is None or not self._open
+                or self.clock() - self._last_arrival < self.idle_timeout):
+            return []
+        return self.flush()
+
+    def flush(self) -> list[Window]:
+        """Emit every open window as final (at shutdown, or when the stream went idle).
+        Stream time jumps past them, so a record for one of them arriving later counts as late."""
+        out = []
+        for partition in {wid[0] for wid in self._open}:
+            horizon = max(w.end + self.grace_ms for wid, w in self._open.items() if wid[0] == partition)
+            self._stream[partition] = max(self._stream.get(partition, -1), horizon)
+            out += self._close(partition)
+        return sorted(out, key=lambda w: (w.end, w.start, str(w.key)))
+
+    def open_windows(self) -> list[Window]:
+        """Current partial results, for live charts."""
+        return sorted(self._open.values(), key=lambda w: (w.start, str(w.key)))
+
+
+class EventTimeWindows(_Windows):
+    """Incremental tumbling or hopping windows per key: count, sum, mean, min and max.
+
+    Stream time is kept per partition, as Kafka Streams keeps it per task: a key lives in one
+    partition, so records of other partitions that run ahead never make its records late.
+
+    Parameters
+    ----------
+    kind : Tumbling(size_ms) or Hopping(size_ms, advance_ms). For session windows use
+        SessionWindows.
+    grace_ms : how long after its end (in stream time) a window still accepts records.
+    idle_timeout : seconds of wall-clock quiet after which poll_idle() closes every open
+        window; None waits for stream time.
+    keep_late : how many late records `late` keeps (all are counted in `late_count`).
+    clock : the wall clock for idle_timeout (a fake one in tests).
+    """
+
+    def __init__(self, kind: Hopping, grace_ms: int = 0, idle_timeout: float | None = None,
+                 keep_late: int = 1000, clock: Callable[[], float] = time.monotonic):
+        if not isinstance(kind, Hopping):
+            raise TypeError(f"kind must be Tumbling(size_ms) or Hopping(size_ms, advance_ms), got {kind!r}"
+                            " (session windows: SessionWindows(gap_ms))")
+        super().__init__(grace_ms, idle_timeout, keep_late, clock)
+        self.kind = kind
+
+    def _place(self, ts: int, key, value, partition, st: int) -> bool:
+        accepted = False
+        for start, end in self.kind.windows_for(ts):
+            if end + self.grace_ms <= st:
+                continue  # that window has been emitted already
+            wid = (partition, key, start)
+            w = self._open.get(wid)
+            if w is None:
+                w = self._open[wid] = Window(key, start, end)
+                self._schedule(partition, w, wid)
+            w.add(value)
+            accepted = True
+        return accepted
+
+    def _add_columns(self, ts: np.ndarray, keys: list, values: list, parts: list) -> list[Window]:
+        """The batch in a few vectorised steps (a unit test proves it equal to add() per record)."""
         self._last_arrival = self.clock()
         n = len(ts)
         vals = np.array(values, dtype=float)  # None -> NaN
@@ -233,8 +281,7 @@ class EventTimeWindows:
             idx = np.flatnonzero(codes == c)
             run = np.maximum.accumulate(ts[idx])
             before[idx] = np.maximum(np.concatenate(([-1], run[:-1])), self._stream.get(p, -1))
-        size = self.kind.size_ms
-        step = getattr(self.kind, "advance_ms", size)
+        size, step = self.kind.size_ms, self.kind.advance_ms
         last = ts - ts % step
         rec, starts = [], []
         for k in range(size // step + 1):
@@ -283,41 +330,45 @@ class EventTimeWindows:
                 closed += self._close(p)
         return sorted(closed, key=lambda w: (w.end, w.start, str(w.key)))
 
-    # -- closing ------------------------------------------------------------------------
-    def _close(self, partition) -> list[Window]:
-        st, heap, out = self._stream.get(partition, -1), self._heaps.get(partition, []), []
-        while heap and heap[0][0] <= st:
-            deadline, _, wid = heapq.heappop(heap)
-            w = self._open.get(wid)
-            if w is None or w.end + self.grace_ms != deadline:
-                continue  # merged into another session, or emitted already
-            del self._open[wid]
-            if isinstance(self.kind, Session):
-                self._sessions[(partition, w.key)].remove(w)
-            w.final = True
-            out.append(w)
-        return sorted(out, key=lambda w: (w.end, w.start, str(w.key)))
 
-    def poll_idle(self) -> list[Window]:
-        """Close everything if the stream has been quiet for `idle_timeout` seconds (wall clock)."""
-        if (self.idle_timeout is None or self._last_arrival is None or not self._open
-                or self.clock() - self._last_arrival < self.idle_timeout):
-            return []
-        return self.flush()
+class SessionWindows(_Windows):
+    """Session windows per key: records closer than `gap_ms` apart form one session
+    `[first, last + gap)`; a record that bridges two sessions merges them.
 
-    def flush(self) -> list[Window]:
-        """Emit every open window as final (at shutdown, or when the stream went idle).
-        Stream time jumps past them, so a record for one of them arriving later counts as late."""
-        out = []
-        for partition in {wid[0] for wid in self._open}:
-            horizon = max(w.end + self.grace_ms for wid, w in self._open.items() if wid[0] == partition)
-            self._stream[partition] = max(self._stream.get(partition, -1), horizon)
-            out += self._close(partition)
-        return sorted(out, key=lambda w: (w.end, w.start, str(w.key)))
+    Parameters
+    ----------
+    gap_ms : the inactivity gap that ends a session, in milliseconds.
+    grace_ms, idle_timeout, keep_late, clock : as for EventTimeWindows.
+    """
 
-    def open_windows(self) -> list[Window]:
-        """Current partial results, for live charts."""
-        return sorted(self._open.values(), key=lambda w: (w.start, str(w.key)))
+    def __init__(self, gap_ms: int, grace_ms: int = 0, idle_timeout: float | None = None,
+                 keep_late: int = 1000, clock: Callable[[], float] = time.monotonic):
+        if gap_ms <= 0:
+            raise ValueError(f"session gap must be positive, got {gap_ms} ms")
+        super().__init__(grace_ms, idle_timeout, keep_late, clock)
+        self.gap_ms = gap_ms
+        self._sessions: dict = {}      # (partition, key) -> [Window]
+
+    def _place(self, ts: int, key, value, partition, st: int) -> bool:
+        gap = self.gap_ms
+        sessions = self._sessions.setdefault((partition, key), [])
+        touching = [w for w in sessions if w.start - gap <= ts < w.end]
+        if not touching and ts + gap + self.grace_ms <= st:
+            return False  # its own session would already be closed
+        mine = Window(key, ts, ts + gap)
+        mine.add(value)
+        for w in touching:
+            mine.merge(w)
+            sessions.remove(w)
+            del self._open[(partition, key, w.start)]
+        sessions.append(mine)
+        wid = (partition, key, mine.start)
+        self._open[wid] = mine
+        self._schedule(partition, mine, wid)
+        return True
+
+    def _closed(self, partition, w: Window) -> None:
+        self._sessions[(partition, w.key)].remove(w)
 
 
 def _column(series: pd.Series) -> list:
@@ -336,7 +387,22 @@ def _codes(items: list) -> tuple[np.ndarray, list]:
     return codes, list(index)
 
 
-def to_frame(windows: Iterable[Window]) -> pd.DataFrame:
+def combine_partitions(windows: Iterable[Window]) -> list[Window]:
+    """One window per (key, start): windows are kept per partition (stream time is), so a key
+    that spans partitions (e.g. a field, not the record key) has one partial window in each."""
+    combined: dict = {}
+    for w in windows:
+        c = combined.get((w.key, w.start))
+        if c is None:
+            combined[(w.key, w.start)] = Window(w.key, w.start, w.end, w.count, w.sum, w.min, w.max,
+                                                w.final)
+        else:
+            c.merge(w)
+            c.final = c.final and w.final
+    return list(combined.values())
+
+
+def windows_frame(windows: Iterable[Window]) -> pd.DataFrame:
     """Windows as a DataFrame with datetime start/end columns."""
     df = pd.DataFrame([w.as_row() for w in windows],
                       columns=["key", "start", "end", "count", "sum", "mean", "min", "max", "final"])

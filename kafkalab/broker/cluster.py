@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..runtime import wait_until
 from .jars import KAFKA_VERSION, classpath
 from .java import find_java
 from .local import (JVM_OPTS, BrokerError, LocalBroker, default_home, free_port, new_cluster_id, port_free,
@@ -164,12 +165,11 @@ class Cluster:
                 continue
             port, cport = shared["ports"][str(node.node_id)]
             for p in (port, cport):
-                deadline = time.monotonic() + 10      # a node killed a moment ago may still hold it
-                while not port_free(p) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                if not port_free(p):
+                try:                                  # a node killed a moment ago may still hold it
+                    wait_until(lambda p=p: port_free(p), 10, interval=0.2, what=f"port {p} to be free")
+                except TimeoutError:
                     raise BrokerError(f"port taken: node {node.node_id} needs 127.0.0.1:{p}, which "
-                                      "another program uses (the other nodes know it by that port)")
+                                      "another program uses (the other nodes know it by that port)") from None
             procs.append((node, *node.launch(java, jars, port, cport, shared["cluster_id"])))
         try:
             self.wait_ready(timeout - (time.monotonic() - t0), procs)
@@ -187,7 +187,9 @@ class Cluster:
         t0 = time.monotonic()
         deadline = t0 + max(timeout, 1.0)
         last_error = "no answer yet"
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
+            nonlocal last_error
             for node, proc, _ in procs:
                 if proc.poll() is not None:
                     raise BrokerError(node.diagnose(f"node {node.node_id} exited during start-up"))
@@ -196,13 +198,19 @@ class Cluster:
                 if len(seen) >= brokers:
                     round_trip(self.bootstrap, timeout_s=max(5.0, min(20.0, deadline - time.monotonic())),
                                topic=HEALTH_TOPIC_RF3, replication_factor=len(NODES))
-                    return time.monotonic() - t0
+                    return True
                 last_error = f"brokers registered: {sorted(seen)}"
             except Exception as e:  # the next pass retries; the last error is reported
                 last_error = f"{type(e).__name__}: {e}"
-            time.sleep(0.3)
-        heads = "\n".join(node.diagnose(f"node {node.node_id}:", lines=8) for node, _, _ in procs)
-        raise BrokerError(f"the cluster was not ready after {timeout:.0f} s (last: {last_error})\n{heads}")
+            return False
+
+        try:
+            wait_until(ready, max(timeout, 1.0), interval=0.3, what="the cluster to be ready")
+        except TimeoutError:
+            heads = "\n".join(node.diagnose(f"node {node.node_id}:", lines=8) for node, _, _ in procs)
+            raise BrokerError(f"the cluster was not ready after {timeout:.0f} s "
+                              f"(last: {last_error})\n{heads}") from None
+        return time.monotonic() - t0
 
     def live_brokers(self, via: str | None = None) -> set[int]:
         """Node ids the cluster's metadata lists as brokers (asked through `via`, else any node)."""
@@ -223,20 +231,26 @@ class Cluster:
         t0 = time.monotonic()
         port, cport = shared["ports"][str(node_id)]
         proc, _ = node.launch(find_java(), classpath(stream=self.out), port, cport, shared["cluster_id"])
-        deadline, last_error = t0 + timeout, "no answer yet"
-        while time.monotonic() < deadline:
+        last_error = "no answer yet"
+
+        def back() -> bool:
+            nonlocal last_error
             if proc.poll() is not None:
                 raise BrokerError(node.diagnose(f"node {node_id} exited during start-up"))
             try:
                 # asked through its own port: the answer comes from the restarted node itself
-                if node_id in self.live_brokers(via=f"127.0.0.1:{port}"):
-                    self._say(f"node {node_id} is back (pid {proc.pid}) in {time.monotonic() - t0:.1f} s")
-                    return self.status()
+                return node_id in self.live_brokers(via=f"127.0.0.1:{port}")
             except Exception as e:  # a quorum without this node may not answer yet
                 last_error = f"{type(e).__name__}: {e}"
-            time.sleep(0.3)
-        raise BrokerError(node.diagnose(f"node {node_id} did not rejoin within {timeout:.0f} s "
-                                        f"(last: {last_error})"))
+                return False
+
+        try:
+            wait_until(back, timeout, interval=0.3, what=f"node {node_id} to rejoin")
+        except TimeoutError:
+            raise BrokerError(node.diagnose(f"node {node_id} did not rejoin within {timeout:.0f} s "
+                                            f"(last: {last_error})")) from None
+        self._say(f"node {node_id} is back (pid {proc.pid}) in {time.monotonic() - t0:.1f} s")
+        return self.status()
 
     def stop_node(self, node_id: int, timeout: float = 60.0) -> bool:
         """SIGTERM: a controlled shutdown; its partitions get new leaders before it exits."""
@@ -252,9 +266,11 @@ class Cluster:
         nodes = [(node, state) for node, state in nodes if state and node.alive(state)]
         for node, state in nodes:
             node._signal(state.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(node.alive(state) for node, state in nodes) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        try:
+            wait_until(lambda: not any(node.alive(state) for node, state in nodes), timeout,
+                       interval=0.1, what="every node to exit")
+        except TimeoutError as e:
+            self._say(str(e))                     # the survivors are killed below
         for node, state in nodes:
             if node.alive(state):
                 self._say(f"node {node.node_id} did not stop in {timeout:.0f} s; killing pid {state.pid}")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import cds
 from .java import Java, find_java
+from ..runtime import wait_until
 from .jars import KAFKA_VERSION, classpath
 
 DEFAULT_PORT = 9092
@@ -361,20 +362,28 @@ class LocalBroker:
         deadline = t0 + max(timeout, 1.0)
         bootstrap = f"127.0.0.1:{state.port}"
         last_error = "no answer yet"
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
+            nonlocal last_error
             exited = proc.poll() is not None if proc else not self.alive(state)
             if exited:
                 raise BrokerError(self.diagnose("the broker process exited during start-up"))
-            if reachable(bootstrap, 0.5):
-                try:
-                    round_trip(bootstrap, timeout_s=max(5.0, deadline - time.monotonic()),
-                               **self.client_security())
-                    return time.monotonic() - t0
-                except Exception as e:  # the next loop pass retries; the last error is reported
-                    last_error = f"{type(e).__name__}: {e}"
-            time.sleep(0.2)
-        raise BrokerError(self.diagnose(f"the broker was not ready after {timeout:.0f} s "
-                                        f"(last error: {last_error})"))
+            if not reachable(bootstrap, 0.5):
+                return False
+            try:
+                round_trip(bootstrap, timeout_s=max(5.0, deadline - time.monotonic()),
+                           **self.client_security())
+                return True
+            except Exception as e:  # the next pass retries; the last error is reported
+                last_error = f"{type(e).__name__}: {e}"
+                return False
+
+        try:
+            wait_until(ready, max(timeout, 1.0), interval=0.2, what="the broker to be ready")
+        except TimeoutError:
+            raise BrokerError(self.diagnose(f"the broker was not ready after {timeout:.0f} s "
+                                            f"(last error: {last_error})")) from None
+        return time.monotonic() - t0
 
     def diagnose(self, headline: str, lines: int = 25) -> str:
         tail = self.log_tail(400)
@@ -422,14 +431,12 @@ class LocalBroker:
         if not state or not self.alive(state):
             return False
         self._signal(state.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.alive(state) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.alive(state):
+        try:
+            wait_until(lambda: not self.alive(state), timeout, interval=0.1, what="the broker to exit")
+            self.collect(state)
+        except TimeoutError:
             self._say(f"broker did not stop in {timeout:.0f} s; killing pid {state.pid}")
             self.kill()
-        else:
-            self.collect(state)
         _reap(state.pid)
         return True
 
@@ -444,10 +451,12 @@ class LocalBroker:
         if not state or not self.alive(state):
             return False
         self._signal(state.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while self.alive(state) and time.monotonic() < deadline:
+
+        def gone() -> bool:
             _reap(state.pid)
-            time.sleep(0.05)
+            return not self.alive(state)
+
+        wait_until(gone, 10, what=f"the killed broker (pid {state.pid}) to exit")
         cds.discard(_path(state.extra.get("cds_pending")))
         return True
 
@@ -500,9 +509,11 @@ def round_trip(bootstrap: str, timeout_s: float = 15.0, topic: str = HEALTH_TOPI
     with KafkaConsumer(**common, enable_auto_commit=False) as consumer:
         consumer.assign([tp])
         consumer.seek(tp, meta.offset)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                if any(r.value == token for r in records):
-                    return
-    raise BrokerError("produced a record but could not consume it back")
+        def found() -> bool:
+            return any(r.value == token for records in consumer.poll(timeout_ms=500).values()
+                       for r in records)
+
+        try:
+            wait_until(found, timeout_s, interval=0, what="the record just produced")
+        except TimeoutError:
+            raise BrokerError("produced a record but could not consume it back") from None

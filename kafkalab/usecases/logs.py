@@ -205,13 +205,11 @@ class LogAnalyzer(Worker):
         self.recent: list[dict] = []
 
     def run(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer
+        from kafka import KafkaProducer
 
-        from ..config import client_config
-        from ..consumers import LAB_GROUP_CONFIG
+        from ..config import client_config, group_consumer
         topics = [level_topic(self.prefix, lv) for lv in LEVELS]
-        with KafkaConsumer(*topics, **client_config(**LAB_GROUP_CONFIG), group_id=f"{self.prefix}-analyzer",
-                           auto_offset_reset="earliest", enable_auto_commit=False) as consumer, \
+        with group_consumer(*topics, group_id=f"{self.prefix}-analyzer") as consumer, \
                 KafkaProducer(**client_config()) as producer:
             while not self.stopping.is_set():
                 events = []

@@ -250,17 +250,14 @@ class RegionNode(Worker):
         self.errors, self.last_error = 0, None
 
     def run(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer
+        from kafka import KafkaProducer
 
-        from ..config import client_config
-        from ..consumers import LAB_GROUP_CONFIG
+        from ..config import client_config, group_consumer
 
         db = RegionDB(self.region, self.db_path)
         try:
             with KafkaProducer(**client_config()) as producer, \
-                    KafkaConsumer(self.topic, **client_config(**LAB_GROUP_CONFIG),
-                                  group_id=f"{self.topic}-{self.region}", auto_offset_reset="earliest",
-                                  enable_auto_commit=False) as consumer:
+                    group_consumer(self.topic, group_id=f"{self.topic}-{self.region}") as consumer:
                 next_write = time.monotonic()
                 while not self.stopping.is_set():
                     try:

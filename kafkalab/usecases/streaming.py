@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pandas as pd
 
-from ..windows import EventTimeWindows, Hopping, Tumbling, Window
+from ..windows import EventTimeWindows, Hopping, Tumbling, Window, combine_partitions
 
 WORDS = {1: ["love", "great", "fast", "happy"], -1: ["hate", "slow", "broken", "sad"], 0: ["ok", "meh"]}
 
@@ -94,7 +94,6 @@ class SourceWindows:
     def results(self) -> pd.DataFrame:
         """Final windows per source; a source spans partitions, so its per-partition parts are
         combined into one window."""
-        from ..live import combine_partitions
         rows = [{"kind": kind, **w.as_row()} for kind in ("tumbling", "hopping")
                 for w in combine_partitions([w for k, w in self.closed if k == kind])]
         df = pd.DataFrame(rows, columns=["kind", "key", "start", "end", "count", "sum", "mean", "min",

@@ -56,18 +56,22 @@ def test_node_stop_and_start_move_leaders_and_refill_the_isr(cluster):
 
 
 def test_cluster_panel_sees_a_killed_node_and_its_return(cluster):
-    panel = ClusterPanel(cluster, topics=["cluster-moves"], period=0.5, name="test:cluster-panel")
+    panel = ClusterPanel(cluster, topics=["cluster-moves"], period=0.5, name="test:cluster-panel").start()
     try:
-        panel.wait_for(lambda s: not s["partitions"]["under_replicated"].any(), 60)
-        panel.command("kill", 3)
+        panel.wait_for(lambda s: not s["partitions"]["under_replicated"].any(), 60, "a healthy cluster")
+        assert panel.command("kill", 3).result(timeout=60) == 3
         # each leader drops node 3 from its ISR on its own clock (session timeout, replica lag): wait for all
-        snap = panel.wait_for(lambda s: all(3 not in isr for isr in s["partitions"]["isr"]), 90)
+        snap = panel.wait_for(lambda s: all(3 not in isr for isr in s["partitions"]["isr"]), 90,
+                              "node 3 out of every ISR")
         assert snap["partitions"]["under_replicated"].all() and 3 not in set(snap["partitions"]["leader"])
         assert "node 3: down" in panel.status.value
-        panel.command("start", 3)
+        # the command's Future completes after its log line is written: no race with the sampler
+        assert panel.command("start", 3).result(timeout=120) == 3
         panel.wait_for(lambda s: all(n["alive"] for n in s["nodes"])
-                       and not s["partitions"]["under_replicated"].any(), 120)
+                       and not s["partitions"]["under_replicated"].any(), 120, "node 3 back in every ISR")
         assert any("kill done" in m for m in panel.log) and any("start done" in m for m in panel.log)
+        with pytest.raises(ValueError, match="unknown command"):
+            panel.command("restart", 3).result(timeout=1)
     finally:
         panel.stop()
 

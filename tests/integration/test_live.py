@@ -9,8 +9,9 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 import kafkalab
 from kafkalab import (ConsumerGroup, EventTimeWindows, LagChart, LiveConsumer, ProducerPanel,
-                      RateProducer, ThroughputChart, Tumbling, WindowChart, stop_all)
-from kafkalab.runtime import running
+                      RateProducer, ThroughputChart, TopicNotFound, Tumbling, WindowChart, stop_all,
+                      wait_until)
+from kafkalab.runtime import WorkerFailed, running
 
 pytestmark = pytest.mark.integration
 
@@ -27,15 +28,6 @@ def new_topic(partitions=3):
         admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}},
                             wait_for_metadata=True)
     return name
-
-
-def eventually(check, timeout=20.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(every)
-    return check()
 
 
 def test_bounded_producer_and_consumer_account_for_every_record(broker):
@@ -60,7 +52,7 @@ def test_bounded_producer_and_consumer_account_for_every_record(broker):
 def test_pause_resume_rate_and_reconfigure_go_through_the_owner_thread(broker):
     topic = new_topic(1)
     p = RateProducer(topic, rate=200).start()
-    assert eventually(lambda: p.stats["acked"] >= 20)
+    wait_until(lambda: p.stats["acked"] >= 20, 20, what="20 acknowledged records")
     p.pause()
     time.sleep(0.3)
     frozen = p.stats["sent"]
@@ -69,7 +61,7 @@ def test_pause_resume_rate_and_reconfigure_go_through_the_owner_thread(broker):
     p.reconfigure(compression_type="lz4", acks=1)
     p.set_rate(1000)
     p.resume()
-    assert eventually(lambda: p.stats["acked"] >= frozen + 200)
+    wait_until(lambda: p.stats["acked"] >= frozen + 200, 20, what="200 more records after resume")
     assert p.producer_config == {"compression_type": "lz4", "acks": 1, "enable_idempotence": False}
     p.stop()
     assert not p.alive and p.stats["errors"] == 0 and p.failure is None
@@ -108,12 +100,11 @@ def test_group_members_come_and_go_and_the_assignment_follows(broker):
     topic = new_topic(3)
     group = ConsumerGroup(topic, f"g-{uuid.uuid4().hex[:6]}")
     group.add_member()
-    assert eventually(lambda: len(group.assignment()) == 3)
+    group.wait_members(1)
     group.add_member()
-    assert eventually(lambda: sorted(group.assignment()["member"].value_counts()) == [1, 2])
+    assert sorted(group.wait_members(2)["member"].value_counts()) == [1, 2]
     group.remove_member()
-    assert eventually(lambda: set(group.assignment()["member"]) == {"member-1"}
-                      and len(group.assignment()) == 3)
+    assert set(group.wait_members(1)["member"]) == {"member-1"}
     events = [e for _, e, parts in group.members[0].events]
     assert events.count("assigned") >= 3  # join, rebalance to 2, rebalance back to 1
     group.stop()
@@ -124,7 +115,8 @@ def test_lag_chart_tells_the_story_of_a_stopped_group(broker):
     RateProducer(topic, rate=None, count=400).start().wait(30)
     LiveConsumer(topic, group_id=group, count=100, timeout=30).start().wait(40)  # commits 100, leaves
     chart = LagChart(group, interval=0.3, fps=5).start()
-    assert eventually(lambda: len(chart.monitor.report()) == 2 and chart.refreshes > 2, timeout=30)
+    wait_until(lambda: len(chart.monitor.report()) == 2 and chart.refreshes > 2, 30,
+               what="two partitions in the lag report and three refreshes")
     report = chart.monitor.report()
     assert report["lag"].sum() == 300 and (report["committed"] + report["lag"] == report["end_offset"]).all()
     assert set(report["status"]) == {"STOP"}  # lag and nobody in the group
@@ -142,7 +134,7 @@ def test_window_and_throughput_charts_draw_from_live_workers(broker):
                           value=lambda v: v["reading"], fps=5).start()
     throughput = ThroughputChart([producer], [consumer], fps=5).start()
     consumer.start().wait(60)
-    assert eventually(lambda: windows.windows.open_windows() == [], timeout=10)  # idle timeout closed
+    wait_until(lambda: windows.windows.open_windows() == [], 10, what="the idle timeout to close every window")
     windows.refresh()
     drawn = sum(sum(t.y) for t in windows.figure.data)
     assert drawn == 1000 and {t.name for t in windows.figure.data} == {"key-0", "key-1", "key-2"}
@@ -163,22 +155,22 @@ def test_rerunning_cells_replaces_workers_and_stop_all_leaves_no_thread(broker):
         chart = ThroughputChart([p], [c], fps=2)
         c.start()
         chart.start()
-        panel = ProducerPanel(p)
+        panel = ProducerPanel(p).start()
         return p, c, chart, panel
 
     first = cell()
-    assert eventually(lambda: first[0].stats["acked"] > 0)
+    wait_until(lambda: first[0].stats["acked"] > 0, 20, what="a first acknowledged record")
     grown = len(_kafkalab_threads())
     second = cell()  # the re-run replaces the first set
     assert not any(w.alive for w in first[:3])
-    assert eventually(lambda: len(_kafkalab_threads()) <= grown, timeout=15)
+    wait_until(lambda: len(_kafkalab_threads()) <= grown, 15, what="the first set's threads to end")
     assert sorted(running()) == sorted(["producer:" + topic, "consumer:" + topic + ":rerun",
                                         "chart:throughput", "panel:producers",
                                         "panel:producers/stats"])
     assert stop_all() == 5
     assert not any(w.alive for w in second[:3])
-    assert eventually(lambda: len(_kafkalab_threads()) == baseline, timeout=15), \
-        [t.name for t in _kafkalab_threads()]
+    wait_until(lambda: len(_kafkalab_threads()) == baseline, 15,
+               what=lambda: f"every thread to end; left: {[t.name for t in _kafkalab_threads()]}")
 
 
 def test_panel_refuses_bad_input_visibly(broker):
@@ -187,15 +179,83 @@ def test_panel_refuses_bad_input_visibly(broker):
     panel = ProducerPanel(p)
     row = panel._rows[0]
     row["rate"].value = -5
-    assert "refused" in row["message"].value and p.rate == 20.0
+    assert "refused" in row["message"].value and p.target_rate == 20.0
     row["run"].value = True          # start
-    assert eventually(lambda: p.stats["acked"] > 0)
+    wait_until(lambda: p.stats["acked"] > 0, 20, what="a first acknowledged record")
     row["rate"].value = 100
     assert row["message"].value == ""
-    assert eventually(lambda: p.rate == 100.0)
+    wait_until(lambda: p.target_rate == 100.0, 20, what="the new rate to be applied")
     row["compression"].value = "gzip"
     row["acks"].value = "1"
-    assert eventually(lambda: p.producer_config.get("acks") == 1)
+    wait_until(lambda: p.producer_config.get("acks") == 1, 20, what="acks=1 to be applied")
     row["stop"].click()
     assert not p.alive and p.failure is None and row["rate"].disabled
     panel.stop()
+
+
+def test_a_producer_on_a_missing_topic_says_so_within_seconds_and_leaves_no_thread(broker):
+    before = set(threading.enumerate())
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    p = RateProducer(missing, rate=100).start()
+    with pytest.raises(WorkerFailed) as raised:
+        p.wait(10)                           # not kafka-python's 60 s metadata wait
+    assert isinstance(raised.value.__cause__, TopicNotFound)
+    assert missing in str(raised.value) and "recreate_topic" in str(raised.value)
+    stats = p.stats
+    assert (stats["sent"], stats["running"]) == (0, False) and missing in stats["last_error"]
+    stop_all()
+    wait_until(lambda: set(threading.enumerate()) <= before, 10,
+               what=lambda: f"no new thread; left: {[t.name for t in set(threading.enumerate()) - before]}")
+
+
+def test_a_consumer_group_on_a_missing_topic_fails_naming_it(broker):
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    consumer = LiveConsumer(missing, group_id="nobody").start()
+    with pytest.raises(WorkerFailed, match=missing):
+        consumer.wait_assigned(10)
+
+
+def test_two_unnamed_producers_on_one_topic_both_run_and_are_plotted_apart(broker):
+    topic = new_topic(1)
+    steady = RateProducer(topic, rate=200).start()
+    bursty = RateProducer(topic, rate=100).start()
+    assert steady.name != bursty.name
+    chart = ThroughputChart([steady, bursty], fps=5).start()
+    wait_until(lambda: steady.stats["acked"] > 400 and bursty.stats["acked"] > 200, 20,
+               what="both producers to send")
+    assert steady.alive and bursty.alive
+    chart.refresh()
+    assert {t.name for t in chart.figure.data} == {f"produced · {steady.name}", f"produced · {bursty.name}"}
+
+
+def test_the_panel_shows_a_producers_own_keys_and_keeps_its_key_function(broker):
+    topic = new_topic(1)
+    by_user = lambda i: f"user-{i % 3}"              # noqa: E731
+    p = RateProducer(topic, rate=200, key=by_user)
+    none = RateProducer(topic, rate=10, key=None, name="keyless")
+    panel = ProducerPanel(p, none)
+    row, keyless = panel._rows
+    assert row["key"].value == "custom (function)" and row["hot"].disabled
+    assert keyless["key"].value == "none"
+    row["run"].value = True
+    row["hot"].value = 0.3                           # means nothing for a key function
+    wait_until(lambda: p.keys.hot_share == 0.3, 20, what="the key change to be applied")
+    assert p.keys.mode is by_user
+    row["key"].value = "skewed"
+    assert not row["hot"].disabled
+    wait_until(lambda: p.keys.mode == "skewed", 20, what="skewed keys")
+    row["key"].value = "custom (function)"
+    wait_until(lambda: p.keys.mode is by_user, 20, what="the key function to come back")
+
+
+def test_the_panel_brings_idempotence_back_with_acks_all(broker):
+    topic = new_topic(1)
+    p = RateProducer(topic, rate=50).start()
+    row = ProducerPanel(p)._rows[0]
+    row["acks"].value = "1"
+    wait_until(lambda: p.producer_config.get("enable_idempotence") is False, 20, what="acks=1")
+    row["acks"].value = "all"
+    wait_until(lambda: p.producer_config.get("acks") == "all", 20, what="acks=all")
+    assert "enable_idempotence" not in p.producer_config          # kafka-python's default: on
+    wait_until(lambda: p.stats["acked"] > 20, 20, what="records with acks=all")
+    assert p.stats["errors"] == 0

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from kafkalab.windows import EventTimeWindows, Hopping, Session, Tumbling, to_frame
+from kafkalab.windows import EventTimeWindows, Hopping, SessionWindows, Tumbling, windows_frame
 
 
 class FakeClock:
@@ -70,7 +70,7 @@ def test_hopping_windows_overlap():
 
 
 def test_sessions_split_on_the_gap_and_close_after_it():
-    w = EventTimeWindows(Session(10))
+    w = SessionWindows(10)
     w.add(0, "a")
     w.add(5, "a")
     w.add(3, "b")
@@ -80,7 +80,7 @@ def test_sessions_split_on_the_gap_and_close_after_it():
 
 
 def test_an_out_of_order_record_merges_two_sessions():
-    w = EventTimeWindows(Session(10), grace_ms=20)
+    w = SessionWindows(10, grace_ms=20)
     w.add(0, "a")
     w.add(18, "a")
     assert rows(w.open_windows()) == [("a", 0, 10, 1), ("a", 18, 28, 1)]
@@ -138,14 +138,14 @@ def test_add_frame_takes_datetimes_and_value_columns():
     w = EventTimeWindows(Tumbling(10))
     closed = w.add_frame(df, value=lambda v: v["x"])
     assert rows(closed) == [("a", 0, 10, 2)] and closed[0].mean == 2.0
-    frame = to_frame(closed + w.flush())
+    frame = windows_frame(closed + w.flush())
     assert list(frame["count"]) == [2, 1]
     assert frame["start"].iloc[1] == pd.Timestamp(10, unit="ms", tz="UTC")
-    assert to_frame([]).empty
+    assert windows_frame([]).empty
 
 
 @pytest.mark.parametrize("make", [lambda: Tumbling(0), lambda: Hopping(10, 0), lambda: Hopping(5, 10),
-                                  lambda: Session(-1), lambda: EventTimeWindows(Tumbling(1), grace_ms=-1),
+                                  lambda: SessionWindows(-1), lambda: EventTimeWindows(Tumbling(1), grace_ms=-1),
                                   lambda: EventTimeWindows(Tumbling(1), idle_timeout=0)])
 def test_bad_parameters_are_refused(make):
     with pytest.raises(ValueError):
@@ -169,8 +169,13 @@ def test_many_keys_close_in_deadline_order():
     assert len(closed) == 200 and all(c.count == 1 for c in closed)
 
 
-@pytest.mark.parametrize("kind", [Tumbling(100), Hopping(100, 30), Hopping(100, 50), Session(40)],
-                         ids=["tumbling", "hopping-uneven", "hopping", "session"])
+KINDS = {"tumbling": lambda grace: EventTimeWindows(Tumbling(100), grace_ms=grace),
+         "hopping-uneven": lambda grace: EventTimeWindows(Hopping(100, 30), grace_ms=grace),
+         "hopping": lambda grace: EventTimeWindows(Hopping(100, 50), grace_ms=grace),
+         "session": lambda grace: SessionWindows(40, grace_ms=grace)}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("grace", [0, 60])
 def test_a_batch_gives_exactly_what_record_by_record_gives(kind, grace):
     """The vectorised batch path against the one-record-at-a-time definition, on messy data."""
@@ -181,9 +186,9 @@ def test_a_batch_gives_exactly_what_record_by_record_gives(kind, grace):
         t += rnd.randint(0, 4)
         records.append((max(0, t - rnd.choice([0, 0, 0, 5, 50, 300])), rnd.choice(["a", "b", None]),
                         rnd.choice([1.5, -2.0, None, 7.0]), rnd.choice([0, 1, 2])))
-    one = EventTimeWindows(kind, grace_ms=grace)
+    one = KINDS[kind](grace)
     emitted_one = [w for r in records for w in one.add(*r)] + one.flush()
-    many = EventTimeWindows(kind, grace_ms=grace)
+    many = KINDS[kind](grace)
     emitted_many = []
     for lo in range(0, len(records), 250):
         chunk = records[lo:lo + 250]
@@ -196,5 +201,16 @@ def test_a_batch_gives_exactly_what_record_by_record_gives(kind, grace):
         return sorted((str(w.key), w.start, w.end, w.count, round(w.sum, 6), w.min, w.max) for w in ws)
     assert canon(emitted_many) == canon(emitted_one)
     assert many.late_count == one.late_count and one.late_count > 0
-    if not isinstance(kind, Hopping):  # hopping windows count a record more than once
+    if kind in ("tumbling", "session"):  # hopping windows count a record more than once
         assert sum(w.count for w in emitted_one) + one.late_count == len(records)
+
+
+def test_tumbling_is_hopping_by_its_own_size():
+    assert isinstance(Tumbling(100), Hopping) and Tumbling(100).advance_ms == 100
+    assert Tumbling(100).windows_for(250) == [(200, 300)]
+    assert repr(Tumbling(100)) == "Tumbling(size_ms=100)"
+
+
+def test_event_time_windows_point_session_users_to_their_class():
+    with pytest.raises(TypeError, match="SessionWindows"):
+        EventTimeWindows(40)
