@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test setup bench site clean
+.PHONY: lab test test-fast setup bench site clean
 lab: $(STAMP)
 	$(VENV)/bin/kafkalab lab
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+test-fast: $(STAMP)   # the unit tests: no broker, no notebook, well under a minute
+	$(VENV)/bin/python -m pytest tests/unit
 
 setup: $(STAMP)
 

@@ -1,7 +1,11 @@
-"""Test-session wiring: an isolated kafkalab home, and a real broker when any test needs one.
+"""Test-session wiring: an isolated kafkalab home, a real broker when any test needs one, and
+every notebook run twice in one kernel.
 
 The broker gets its own data dir and a free port, so a lab broker the user is running is never
 touched. Notebooks (nbval) reach it through KAFKA_BOOTSTRAP_SERVERS, which kernels inherit.
+After a notebook's cells, nbval runs them all again in the same kernel (what a learner does
+with "Run All" after playing) and checks the second run left no more kafkalab threads than the
+first: two executions per notebook prove both that it runs and that it re-runs.
 """
 import os
 import shutil
@@ -25,7 +29,45 @@ def _needs_broker(item) -> bool:
     return item.get_closest_marker("integration") is not None or item.path.suffix == ".ipynb"
 
 
+COUNT_THREADS = "len([t for t in __import__('threading').enumerate() if t.name.startswith('kafkalab:')])"
+AFTER_FIRST_RUN = f"_kafkalab_threads_after_run_1 = {COUNT_THREADS}"
+AFTER_SECOND_RUN = (f"_left = {COUNT_THREADS} - _kafkalab_threads_after_run_1\n"
+                    "assert _left <= 0, f're-running the notebook left {_left} more kafkalab threads: ' + "
+                    "str(sorted(t.name for t in __import__('threading').enumerate() if t.name.startswith('kafkalab:')))")
+
+
+def _with_second_runs(items: list) -> list:
+    """Each notebook's cells, a thread count, the same cells again, and the thread check."""
+    from collections import defaultdict
+
+    import nbformat
+    from nbval.plugin import IPyNbCell
+
+    def extra(file, cells):
+        def check(name, source):
+            return IPyNbCell.from_parent(file, name=name, cell_num=-1, cell=nbformat.v4.new_code_cell(source),
+                                         options=defaultdict(bool, check=False))
+        return ([check("threads after run 1", AFTER_FIRST_RUN)]
+                + [IPyNbCell.from_parent(file, name=f"{c.name} (run 2)", cell_num=c.cell_num, cell=c.cell,
+                                         options=c.options) for c in cells]
+                + [check("run 2 leaves no extra thread", AFTER_SECOND_RUN)])
+
+    out, cells = [], []
+    for item in items + [None]:
+        parent = getattr(item, "parent", None)
+        if cells and (item is None or parent is not cells[0].parent):
+            out += extra(cells[0].parent, cells)
+            cells = []
+        if isinstance(item, IPyNbCell):
+            cells.append(item)
+        if item is not None:
+            out.append(item)
+    return out
+
+
 def pytest_collection_modifyitems(session, config, items):
+    if any(item.path.suffix == ".ipynb" for item in items):
+        items[:] = _with_second_runs(items)
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.integration)

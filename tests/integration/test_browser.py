@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kafkalab.broker.local import free_port
+from kafkalab.runtime import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,18 +47,20 @@ def lab(tmp_path_factory):
     log = open(root / "jupyterlab.log", "wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+    def up():
+        if proc.poll() is not None:
+            pytest.fail("JupyterLab exited:\n" + (root / "jupyterlab.log").read_text()[-3000:])
         try:
             with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                if r.status == 200:
-                    break
+                return r.status == 200
         except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("JupyterLab did not start:\n" + (root / "jupyterlab.log").read_text()[-3000:])
-        time.sleep(0.3)
+            return False
+
+    try:
+        wait_until(up, 60, interval=0.3, what="JupyterLab to start")
+    except TimeoutError:
+        proc.kill()
+        raise
     # a page without the token must not get in
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(f"{base}/api/contents", timeout=5)

@@ -5,13 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from kafkalab.broker.local import LocalBroker, free_port
+from kafkalab.runtime import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
@@ -26,15 +26,16 @@ def test_lab_starts_the_broker_and_serves_the_notebooks(lab_home):
         stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}/api/contents/00_start_here.ipynb?content=0&token={token}"
-        deadline, model = time.monotonic() + 120, None
-        while time.monotonic() < deadline and proc.poll() is None:
+        def served():
+            if proc.poll() is not None:
+                raise AssertionError("kafkalab lab exited: " + proc.stdout.read1().decode(errors="replace"))
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
-                    model = json.load(r)
-                break
+                    return json.load(r)
             except OSError:
-                time.sleep(0.5)
-        assert model is not None, proc.stdout.read1().decode(errors="replace")
+                return None
+
+        model = wait_until(served, 120, interval=0.5, what="JupyterLab to serve notebook 00")
         assert model["type"] == "notebook"
         assert LocalBroker(home=home).status()["running"] is True
     finally:

@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 import kafkalab
 from kafkalab.broker.local import BrokerError, LocalBroker, pid_alive
+from kafkalab.runtime import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -61,9 +61,7 @@ def test_sigkill_then_up_recovers(home):
     produce(broker.bootstrap, "survives", 5)
     pid = broker.state().pid
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while pid_alive(pid, str(broker.config_file)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not pid_alive(pid, str(broker.config_file)), 10, what="the killed broker to exit")
     assert broker.status()["running"] is False
 
     broker.up()

@@ -6,11 +6,9 @@ import time
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from kafkalab import compat
 from kafkalab.broker.local import LocalBroker
 from kafkalab.durability import read_all
-
-compat.apply()   # these tests make raw consumers, not through client_config()
+from kafkalab.runtime import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -76,9 +74,9 @@ def test_a_group_resumes_from_its_commits_after_a_broker_crash(broker):
     consumer.close(autocommit=False)       # this member is gone with its uncommitted work
     broker.up(timeout=120)
     consumer = KafkaConsumer("resume", **config)
-    deadline = time.monotonic() + 60
-    while len(set(processed)) < 2000 and time.monotonic() < deadline:
-        processed += [int(r.value) for records in consumer.poll(timeout_ms=1000).values() for r in records]
+    wait_until(lambda: processed.extend(int(r.value) for records in consumer.poll(timeout_ms=1000).values()
+                                        for r in records) or len(set(processed)) >= 2000,
+               60, interval=0, what=lambda: f"all 2000 records after the restart ({len(set(processed))} so far)")
     consumer.commit()
     consumer.close()
     duplicates = len(processed) - len(set(processed))

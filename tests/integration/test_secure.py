@@ -4,7 +4,6 @@ import logging
 import stat
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -13,7 +12,7 @@ from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatter
                          ResourcePattern, ResourceType)
 from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
-from kafkalab import SecureBroker
+from kafkalab import SecureBroker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +39,9 @@ def allow(secure, user, topic, *operations):
     with KafkaAdminClient(**secure.client_config()) as admin:
         result = admin.create_acls(acls)
         assert not result["failed"], result
-        deadline = time.monotonic() + 10   # ACLs take effect once the metadata log reaches the broker
-        while not all(acl in admin.describe_acls(acl)[0] for acl in acls):
-            assert time.monotonic() < deadline, "the ACLs did not take effect"
-            time.sleep(0.1)
+        # ACLs take effect once the metadata log reaches the broker
+        wait_until(lambda: all(acl in admin.describe_acls(acl)[0] for acl in acls), 10,
+                   what="the ACLs to take effect")
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -55,13 +53,11 @@ def test_a_wrong_password_is_rejected(secure, mechanism, caplog):
                       bootstrap_timeout_ms=4000)
     # the broker says why; the client may only see the connection closed (PLAIN always, SCRAM
     # when the broker's close overtakes its error response), so the broker's log is the witness
-    deadline = time.monotonic() + 10
-    while True:
+    def logged():
         log = "\n".join(secure.log_tail(2000))
-        if log.count("Failed authentication") > failures_before or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert log.count("Failed authentication") > failures_before
+        return log if log.count("Failed authentication") > failures_before else None
+
+    log = wait_until(logged, 10, what="the broker to log the failed authentication")
     assert "Invalid username or password" in log or "invalid credentials" in log
     assert "Unable to bootstrap" in caplog.text
     # and the right password works
