@@ -16,8 +16,9 @@ with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python
     from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 
-class TopicNotFound(LookupError):
-    """A topic that does not exist; the message says how to create it."""
+class TopicNotFound(ValueError):
+    """A topic that does not exist (a bad name, as far as the caller is concerned); the message
+    says how to create it."""
 
 
 def _admin(**overrides) -> KafkaAdminClient:

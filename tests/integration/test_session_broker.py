@@ -72,7 +72,7 @@ def test_peek_takes_the_newest_records_across_partitions(broker):
 def test_peek_unknown_topic_is_a_clear_error(broker):
     with KafkaProducer(**kafkalab.client_config()):
         pass
-    with pytest.raises(ValueError, match="unknown topic"):
+    with pytest.raises(kafkalab.TopicNotFound, match="does not exist.*recreate_topic"):
         kafkalab.peek(fresh("missing", create=False), timeout=2)
 
 
