@@ -57,6 +57,10 @@ class ClusterNode(LocalBroker):
             "share.coordinator.state.topic.min.isr": 2,
             # a follower that stops fetching leaves the ISR in ~5 s instead of 30 s
             "replica.lag.time.max.ms": 5000,
+            # a killed node is declared dead after 4 s of missed heartbeats instead of 9 s, so its
+            # leaderships move while a learner watches (heartbeats every second instead of 2)
+            "broker.session.timeout.ms": 4000,
+            "broker.heartbeat.interval.ms": 1000,
             "num.network.threads": 1,
             "num.io.threads": 2,
         }
@@ -257,7 +261,7 @@ class Cluster:
         return self.node(node_id).down(timeout)
 
     def kill_node(self, node_id: int) -> bool:
-        """SIGKILL: a crash; leaders move only after the broker session times out (~9 s)."""
+        """SIGKILL: a crash; leaders move only after the broker session times out (4 s here)."""
         return self.node(node_id).kill()
 
     def down(self, timeout: float = 60.0) -> bool:
