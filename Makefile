@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 lab: $(STAMP)
 	$(VENV)/bin/kafkalab lab
 
-test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+test: $(STAMP)   # two workers: the suite mostly waits on brokers and kernels (see conftest.py)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 test-fast: $(STAMP)   # the unit tests: no broker, no notebook, well under a minute
 	$(VENV)/bin/python -m pytest tests/unit
