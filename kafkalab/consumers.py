@@ -17,6 +17,13 @@ from .records import RECORD_COLUMNS, records_frame
 from .runtime import Composite, RateMeter, Worker, wait_until
 
 
+# A live consumer feeds charts that refresh a few times a second: a fetch waits up to 100 ms for
+# 64 KiB instead of returning every few records (kafka-python's default: 1 byte, 500 ms). At a few
+# hundred msg/s that cuts its CPU by about three quarters (measured on the lab broker), for at most
+# 100 ms more latency. Passing fetch_min_bytes / fetch_max_wait_ms overrides it.
+LIVE_FETCH = {"fetch_min_bytes": 65536, "fetch_max_wait_ms": 100}
+
+
 class LiveConsumer(Worker):
     """Consumes `topics` in the background and hands every batch, as a DataFrame, to its
     subscribers (then to a bounded buffer), committing after they ran.
@@ -32,7 +39,8 @@ class LiveConsumer(Worker):
         in `dropped`); 0 keeps none (subscribers only).
     max_records : the most records one poll returns (one batch).
     name : its name in the registry. Default "consumer:<topics>:<group_id>".
-    **consumer_config : KafkaConsumer settings, on top of the lab's (kafkalab.config).
+    **consumer_config : KafkaConsumer settings, on top of the lab's (kafkalab.config) and of
+        LIVE_FETCH (fetches wait up to 100 ms to fill: fewer, larger batches).
     """
 
     def __init__(self, topics: str | list[str], group_id: str | None = None,
@@ -52,7 +60,7 @@ class LiveConsumer(Worker):
         self.topics, self.group_id = topics, group_id
         self.count, self.timeout = count, timeout
         self.from_beginning, self.max_records = from_beginning, max_records
-        self.consumer_config = consumer_config
+        self.consumer_config = {**LIVE_FETCH, **consumer_config}
         self._subscribers: list[Callable[[pd.DataFrame], None]] = []
         self._buffer: deque = deque(maxlen=buffer)  # 0: subscribers only, keep nothing
         self._ready = threading.Condition()          # guards _buffer

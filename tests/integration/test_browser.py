@@ -8,7 +8,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -86,6 +85,13 @@ def browser():
         browser.close()
 
 
+OPENED = """(name) => {
+    const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+    return w && w.context && w.context.path === name && w.content.widgets.length > 0 && k && k.status === 'idle';
+}"""
+
+
 def open_notebook(browser, lab, name):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors = []
@@ -93,11 +99,7 @@ def open_notebook(browser, lab, name):
     page.on("pageerror", lambda e: errors.append(str(e)))
     # ?reset: a fresh workspace, so the notebooks opened before are not reopened (with kernels)
     page.goto(f"{lab['base']}/lab/tree/{name}?reset&token={lab['token']}", timeout=60_000)
-    page.wait_for_function("""(name) => {
-        const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-        const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-        return w && w.context && w.context.path === name && w.content.widgets.length > 0 && k && k.status === 'idle';
-    }""", arg=name, timeout=60_000)
+    page.wait_for_function(OPENED, arg=name, timeout=60_000)
     return page, errors
 
 
@@ -127,10 +129,13 @@ def cell_sources(page) -> list[str]:
                          ".map(c => c.model.sharedModel.getSource())")
 
 
+POINTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(
+    el => (el.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0))"""
+
+
 def plot_points(page) -> list[int]:
     """Points per rendered plotly chart, read from the plotly divs themselves."""
-    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(
-        el => (el.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0))""")
+    return page.evaluate(POINTS)
 
 
 def widget_errors(errors):
@@ -144,10 +149,14 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
     for i in range(upto + 1):
         run_cell(page, i)
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=60_000)
+    # the charts move on their own: their point count grows (not on a fixed sleep: while the other
+    # test worker starts JVMs on these 2 cores, the kernel's refreshes can come late)
     before = plot_points(page)
-    time.sleep(3)
-    during = plot_points(page)
-    assert sum(during) > sum(before), f"the live charts did not gain points: {before} -> {during}"
+    try:
+        page.wait_for_function(f"(n) => ({POINTS})().reduce((a, b) => a + b, 0) > n",
+                               arg=sum(before), timeout=30_000)
+    except Exception:
+        raise AssertionError(f"the live charts did not gain points in 30 s: {before} -> {plot_points(page)}") from None
 
     rate = page.locator(".widget-text:has(label:text-is('rate (msg/s)')) input").first
     rate.fill("345")
@@ -162,8 +171,16 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
     lag_cell = next(i for i, s in enumerate(sources) if "LagChart(" in s)
     for i in range(upto + 1, lag_cell + 2):          # the lag chart and the cell that lets it move
         run_cell(page, i)
+    # JupyterLab skips rendering cells out of view (content-visibility): bring the lag chart into view
+    page.evaluate("(i) => window.jupyterapp.shell.currentWidget.content.scrollToItem(i, 'start')", lag_cell)
     lag_plot = page.locator(".js-plotly-plot:has(text.gtitle:has-text('lag'))").first
-    lag_plot.wait_for(timeout=30_000)
+    try:
+        lag_plot.wait_for(timeout=30_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "live-lab-lag-missing.png"), full_page=False)
+        outputs = page.evaluate("""(i) => window.jupyterapp.shell.currentWidget.content.widgets[i]
+            .model.outputs.toJSON().map(o => JSON.stringify(o).slice(0, 300))""", lag_cell)
+        raise AssertionError(f"no lag chart drawn; the cell's outputs: {outputs}") from None
     lag_plot.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "live-lab-lag.png"), full_page=False)
     for i in range(lag_cell + 2, len(sources)):      # the rest, down to the stop_all cell
@@ -176,12 +193,24 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
     close_notebook(page)
 
 
-def test_every_notebook_opens_without_widget_errors(browser, lab):
-    opened = 0
-    for nb in sorted(lab["root"].glob("*.ipynb")):
-        page, errors = open_notebook(browser, lab, nb.name)
-        page.wait_for_timeout(500)
-        assert not widget_errors(errors), f"{nb.name}: {widget_errors(errors)}"
-        opened += 1
-        close_notebook(page)
-    assert opened >= 17
+def test_every_notebook_opens_with_a_kernel_and_no_console_error(browser, lab):
+    """What opening checks: each notebook loads, renders its cells and connects to a Python kernel
+    with no error in the console. (The notebooks carry no outputs, so no widget renders on
+    opening; the live lab test above runs one and checks its widgets and charts.) One page opens
+    them all, on one kernel."""
+    fresh = lab["root"] / "as-shipped"        # the live lab test above saved 00b with its outputs
+    fresh.mkdir()
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy(nb, fresh / nb.name)
+    names = sorted(f"as-shipped/{p.name}" for p in fresh.glob("*.ipynb"))
+    page, errors = open_notebook(browser, lab, names[0])
+    kernel = page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id")
+    for name in names[1:]:           # on the first one's kernel: one kernel start, not seventeen
+        page.evaluate("""async ([n, id]) => {
+            await window.jupyterapp.commands.execute('docmanager:open', {path: n, kernel: {id}}); }""",
+                      [name, kernel])
+        page.wait_for_function(OPENED, arg=name, timeout=60_000)
+        assert not errors, f"{name}: {errors}"
+    assert len(names) >= 17 and not errors
+    page.evaluate("() => window.jupyterapp.serviceManager.sessions.shutdownAll()")   # their kernels
+    page.close()
