@@ -110,7 +110,10 @@ def close_notebook(page):
 
 
 def run_cell(page, index, timeout_s=120):
-    """Run one cell through JupyterLab's own command and wait until it has finished."""
+    """Run one code cell through JupyterLab's own command and wait until it has finished
+    (markdown cells are rendered on opening: running them only costs a round trip)."""
+    if page.evaluate("(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.type", index) != "code":
+        return
     page.evaluate("""async (i) => {
         const nb = window.jupyterapp.shell.currentWidget.content;
         nb.activeCellIndex = i;
@@ -119,8 +122,7 @@ def run_cell(page, index, timeout_s=120):
     page.wait_for_function("""(i) => {
         const w = window.jupyterapp.shell.currentWidget;
         const cell = w.content.widgets[i];
-        return cell.model.type !== 'code' ||
-               (cell.model.executionCount !== null && w.sessionContext.session.kernel.status === 'idle');
+        return cell.model.executionCount !== null && w.sessionContext.session.kernel.status === 'idle';
     }""", arg=index, timeout=timeout_s * 1000)
 
 
