@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -32,6 +33,12 @@ MIN_FREE_DISK = 256 * 1024 * 1024
 JVM_OPTS = ["-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-XX:+ExplicitGCInvokesConcurrent", "-XX:-OmitStackTraceInFastThrow",
             "-Djava.awt.headless=true"]
+
+
+def extra_jvm_opts() -> list[str]:
+    """KAFKALAB_JVM_OPTS: options added to every broker JVM's (e.g. -XX:TieredStopAtLevel=1, which
+    the test suite sets: C1 only takes about 40% less CPU to start and serve a lab's load)."""
+    return shlex.split(os.environ.get("KAFKALAB_JVM_OPTS", ""))
 
 LOG4J2 = """\
 status = warn
@@ -140,7 +147,7 @@ class LocalBroker:
         self.home = Path(home) if home else default_home()
         self._place(self.home / self.profile)
         self.requested_port = port
-        self.jvm_opts = list(JVM_OPTS if jvm_opts is None else jvm_opts)
+        self.jvm_opts = list(JVM_OPTS if jvm_opts is None else jvm_opts) + extra_jvm_opts()
         self.out = out or sys.stderr
 
     def _place(self, directory: Path) -> None:

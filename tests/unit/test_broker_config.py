@@ -1,7 +1,7 @@
 """The broker's configuration, preflight checks and failure diagnosis, without starting it."""
 import pytest
 
-from kafkalab.broker.local import BrokerError, LocalBroker, free_port, port_free
+from kafkalab.broker.local import JVM_OPTS, BrokerError, LocalBroker, free_port, port_free
 
 
 def props(text):
@@ -115,3 +115,13 @@ def test_no_such_node(tmp_path):
     from kafkalab.broker.cluster import ClusterNode
     with pytest.raises(BrokerError, match="no node 4"):
         ClusterNode(4, tmp_path)
+
+
+def test_kafkalab_jvm_opts_are_added_to_every_profiles_jvm(tmp_path, monkeypatch):
+    from kafkalab.broker.cluster import ClusterNode
+    monkeypatch.setenv("KAFKALAB_JVM_OPTS", "-XX:TieredStopAtLevel=1  -Dlab.note='two words'")
+    for broker in (LocalBroker(home=tmp_path), ClusterNode(1, home=tmp_path)):
+        assert broker.jvm_opts[-2:] == ["-XX:TieredStopAtLevel=1", "-Dlab.note=two words"]
+        assert "-XX:+UseG1GC" in broker.jvm_opts          # added to, not instead of, the defaults
+    monkeypatch.delenv("KAFKALAB_JVM_OPTS")
+    assert LocalBroker(home=tmp_path).jvm_opts == JVM_OPTS
