@@ -40,7 +40,8 @@ COUNT_THREADS = "len([t for t in __import__('threading').enumerate() if t.name.s
 AFTER_FIRST_RUN = f"_kafkalab_threads_after_run_1 = {COUNT_THREADS}"
 AFTER_SECOND_RUN = (f"_left = {COUNT_THREADS} - _kafkalab_threads_after_run_1\n"
                     "assert _left <= 0, f're-running the notebook left {_left} more kafkalab threads: ' + "
-                    "str(sorted(t.name for t in __import__('threading').enumerate() if t.name.startswith('kafkalab:')))")
+                    "str(sorted(t.name for t in __import__('threading').enumerate() "
+                    "if t.name.startswith('kafkalab:')))")
 
 
 def _with_second_runs(items: list) -> list:
