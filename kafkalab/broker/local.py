@@ -40,6 +40,7 @@ def extra_jvm_opts() -> list[str]:
     the test suite sets: C1 only takes about 40% less CPU to start and serve a lab's load)."""
     return shlex.split(os.environ.get("KAFKALAB_JVM_OPTS", ""))
 
+
 LOG4J2 = """\
 status = warn
 appender.console.type = Console
