@@ -6,12 +6,11 @@ import warnings
 import pandas as pd
 
 from .config import client_config, require_reachable
-from .records import decode_key, decode_value
 from .runtime import wait_until
 
 with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python 3.11
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import KafkaAdminClient, TopicPartition
     from kafka.admin import OffsetSpec
     from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
@@ -84,46 +83,20 @@ def topics(internal: bool = False, **overrides) -> pd.DataFrame:
 
 def peek(topic: str, n: int = 10, from_end: bool = True, timeout: float = 5.0,
          **overrides) -> pd.DataFrame:
-    """The newest (or oldest) n records of a topic, across partitions, without joining a group."""
-    columns = ["partition", "offset", "timestamp", "key", "value", "headers"]
-    config = client_config(**overrides)
-    require_reachable(config["bootstrap_servers"])
-    with KafkaConsumer(**config, enable_auto_commit=False, group_id=None) as consumer:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            require_topics([topic], **overrides)       # raises TopicNotFound, saying how to create it
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
-        wanted = {}
-        for tp in tps:
-            first = max(begin[tp], end[tp] - n) if from_end else begin[tp]
-            last = end[tp] if from_end else min(end[tp], begin[tp] + n)
-            if last > first:
-                consumer.seek(tp, first)
-                wanted[tp] = last
-            else:
-                consumer.pause(tp)
-        rows = []
-
-        def done() -> bool:
-            for tp, records in consumer.poll(timeout_ms=200).items():
-                for r in records:
-                    if tp in wanted and r.offset < wanted[tp]:
-                        rows.append({"partition": r.partition, "offset": r.offset,
-                                     "timestamp": pd.Timestamp(r.timestamp, unit="ms", tz="UTC"),
-                                     "key": decode_key(r.key), "value": decode_value(r.value),
-                                     "headers": {k: decode_value(v) for k, v in (r.headers or [])}})
-                if tp in wanted and consumer.position(tp) >= wanted[tp]:
-                    del wanted[tp]
-                    consumer.pause(tp)
-            return not wanted
-
-        if wanted:
-            wait_until(done, timeout, interval=0, what=lambda: (
-                f"the records of {topic!r} (still missing from partitions "
-                f"{sorted(tp.partition for tp in wanted)}; {len(rows)} read)"))
-    df = pd.DataFrame(rows, columns=columns).sort_values(["timestamp", "partition", "offset"])
+    """The newest (or oldest) n records of a topic across partitions, by timestamp, without joining
+    a group: the last (first) n of each partition are read, then the n newest (oldest) of those kept.
+    Values are decoded but not flattened (kafkalab.read flattens JSON into columns).
+    `timeout`: seconds to wait for a broker's answer."""
+    from .reader import Plan, Session, columns_frame, fetch_records
+    with Session(timeout=timeout, **overrides) as session:
+        parts = sorted(session.leaders(topic))
+        begin = session.offsets(topic, parts, OffsetSpec.EARLIEST)
+        end = session.offsets(topic, parts, OffsetSpec.LATEST)
+        ranges = {p: (max(begin[p], end[p] - n), end[p]) if from_end else (begin[p], min(end[p], begin[p] + n))
+                  for p in parts}
+        plan = Plan(topic, {p: r for p, r in ranges.items() if r[1] > r[0]})
+        columns, _ = fetch_records(session, plan, limit=None, progress=False)
+    df = columns_frame(columns, flatten_json=False).sort_values(["timestamp", "partition", "offset"])
     return (df.tail(n) if from_end else df.head(n)).reset_index(drop=True)
 
 
