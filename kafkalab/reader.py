@@ -73,8 +73,8 @@ def parse_time(spec, now: pd.Timestamp | None = None) -> pd.Timestamp | int | No
         if text.lower() == "now":
             return now
         try:
-            if _RELATIVE.match(text):
-                return now + pd.Timedelta(text)
+            if _RELATIVE.match(text):     # pandas' unit for days is "D" ("d" is deprecated)
+                return now + pd.Timedelta(re.sub(r"(?<=\d)\s*d$", "D", text))
             return _utc(pd.Timestamp(text))
         except ValueError:
             raise ValueError(f"cannot read {spec!r} as a time: use an ISO time ('2026-11-28 09:00', UTC unless "
@@ -281,19 +281,17 @@ def flatten(values: list, reserved=()) -> tuple[pd.DataFrame, list]:
         fields = _fields(values, "")
     else:
         rows = [i for i, o in enumerate(is_obj) if o]
-        fields = _fields([values[i] for i in rows], "").set_axis(rows).reindex(pd.RangeIndex(len(values)))
-        fields = fields.astype({c: _widened(t) for c, t in fields.dtypes.items() if _widened(t) != t})
+        fields = _spread(_fields([values[i] for i in rows], ""), rows, len(values))
     fields.columns = [f"value.{c}" if c in reserved else c for c in fields.columns]
     return fields, rest
 
 
-def _widened(dtype):
-    """The dtype a column needs once rows without the field are added (NA)."""
-    if dtype == "int64":
-        return "Int64"
-    if dtype == "bool":
-        return "boolean"
-    return dtype
+def _spread(fields: pd.DataFrame, rows: list[int], n: int) -> pd.DataFrame:
+    """Fields of some of n rows placed at `rows`, the others NA: integers and booleans become
+    nullable (Int64, boolean) first, so they do not turn into floats and objects."""
+    widen = {"int64": "Int64", "bool": "boolean"}
+    fields = fields.astype({c: widen[str(t)] for c, t in fields.dtypes.items() if str(t) in widen})
+    return fields.set_axis(rows).reindex(pd.RangeIndex(n))
 
 
 def _fields(dicts: list[dict], prefix: str) -> pd.DataFrame:
@@ -307,10 +305,9 @@ def _fields(dicts: list[dict], prefix: str) -> pd.DataFrame:
             if any(nested):
                 inner = [x for x, n in zip(column, nested) if n]
                 rows = [i for i, n in enumerate(nested) if n]
-                sub = _fields(inner, f"{name}.").set_axis(rows).reindex(pd.RangeIndex(len(column)))
-                sub = sub.astype({c: _widened(t) for c, t in sub.dtypes.items() if _widened(t) != t})
+                sub = _spread(_fields(inner, f"{name}."), rows, len(column))
                 if not all(nested):
-                    others = column.where([not n for n in nested])
+                    others = pd.Series([None if n else x for x, n in zip(column, nested)], dtype=object)
                     if others.notna().any():
                         out[name] = _typed(others, [x for x, n in zip(column, nested) if not n])
                 out.update(sub.items())
