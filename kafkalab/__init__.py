@@ -22,7 +22,7 @@ _WHERE = {
     "ensure_broker": "config",
     "lag": "explore", "peek": "explore", "topics": "explore", "recreate_topic": "explore",
     "TopicNotFound": "explore",
-    "read": "reader", "Truncated": "reader",
+    "read": "reader", "Truncated": "reader", "profile": "profiling",
     "RateProducer": "producers",
     "ProducerPanel": "widgets",
     "LiveConsumer": "consumers", "ConsumerGroup": "consumers",
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .lagwatch import LagMonitor, judge  # noqa: F401
     from .live import LagChart, ThroughputChart, TimeSeriesChart, WindowChart  # noqa: F401
     from .producers import RateProducer  # noqa: F401
+    from .profiling import profile  # noqa: F401
     from .reader import Truncated, read  # noqa: F401
     from .runtime import stop_all, wait_until  # noqa: F401
     from .widgets import ProducerPanel  # noqa: F401

@@ -7,6 +7,7 @@ import pytest
 from kafka.record import MemoryRecords, MemoryRecordsBuilder
 
 import kafkalab
+from kafkalab.profiling import infer_schema
 from kafkalab.reader import Columns, columns_frame, decode_batches, flatten, parse_time
 
 NOW = pd.Timestamp("2026-11-28 10:00:00", tz="UTC")
@@ -132,3 +133,9 @@ def test_frame_of_mixed_payloads_never_fails():
 def test_read_refuses_a_bad_limit_before_connecting():
     with pytest.raises(ValueError, match="limit"):
         kafkalab.read("t", limit=0)
+
+
+def test_schema_inference_on_mixed_values():
+    schema = infer_schema([{"a": 1}, {"a": "x", "b": None}, {"a": {"c": True}}, "text", None]).set_index("field")
+    assert schema.loc["a", "types"] == "int, string, object" and schema.loc["a.c", "missing_share"] == round(2 / 3, 4)
+    assert schema.loc["b", "types"] == "null" and schema.loc["b", "null_share"] == round(1 / 3, 4)
