@@ -7,6 +7,7 @@ proportion to its size, so a skewed topic is sampled as it is.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -15,9 +16,10 @@ import pandas as pd
 
 from .reader import Columns, Plan, Session, columns_frame, fetch_records, parse_value
 
-with __import__("warnings").catch_warnings():
-    __import__("warnings").simplefilter("ignore", DeprecationWarning)
+with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python 3.11
+    warnings.simplefilter("ignore", DeprecationWarning)
     from kafka.admin import OffsetSpec
+    from kafka.errors import KafkaError
 
 
 @dataclass
@@ -92,7 +94,7 @@ def _log_sizes(session: Session, topic: str) -> dict[int, int]:
     (DescribeLogDirs needs the DESCRIBE permission on the cluster)."""
     try:
         answers = session.admin.describe_log_dirs([topic])
-    except Exception:   # noqa: BLE001 (an optional column: a refusal leaves it empty)
+    except KafkaError:          # e.g. ClusterAuthorizationFailedError: an optional column stays empty
         return {}
     sizes: dict[int, int] = {}
     for broker in answers:

@@ -117,3 +117,20 @@ def test_the_listener_is_tls_with_the_lab_ca(secure):
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
         tls_sans = tls.getpeercert()["subjectAltName"]
     assert set(tls_sans) == {("IP Address", "127.0.0.1"), ("DNS", "localhost")}
+
+
+def test_read_and_profile_work_over_sasl_ssl_with_only_topic_permissions(secure):
+    """A reader needs DESCRIBE and READ on the topic; profile's bytes on disk need more, and go empty."""
+    import kafkalab
+    topic = topic_for(secure)
+    with KafkaProducer(**secure.client_config()) as p:
+        for i in range(5):
+            p.send(topic, json.dumps({"i": i}).encode())
+    with pytest.raises(TopicAuthorizationFailedError):
+        kafkalab.read(topic, **secure.client_config("bob", "SCRAM-SHA-512"))
+    allow(secure, "bob", topic, ACLOperation.READ, ACLOperation.DESCRIBE)
+    df = kafkalab.read(topic, **secure.client_config("bob", "SCRAM-SHA-512"))
+    assert df["i"].tolist() == [0, 1, 2, 3, 4]
+    prof = kafkalab.profile(topic, **secure.client_config("bob", "SCRAM-SHA-512"))
+    assert prof.summary["records"] == 5 and prof.partitions["bytes_on_disk"].isna().all()
+    assert kafkalab.profile(topic, **secure.client_config()).partitions["bytes_on_disk"].notna().all()
