@@ -77,7 +77,8 @@ def run_checks(home: Path | None = None) -> list[Check]:
     if env:
         ok = reachable(env, 3.0)
         checks.append(Check("broker", ok, f"KAFKA_BOOTSTRAP_SERVERS={env} " + ("answers" if ok else "does not answer"),
-                            "check the address, the VPN or proxy, or unset KAFKA_BOOTSTRAP_SERVERS to use the lab broker"))
+                            "check the address, the VPN or proxy, "
+                            "or unset KAFKA_BOOTSTRAP_SERVERS to use the lab broker"))
     elif running:
         ok = reachable(f"127.0.0.1:{state.port}", 3.0)
         checks.append(Check("broker", ok, f"lab broker pid {state.pid} on 127.0.0.1:{state.port}",

