@@ -83,3 +83,20 @@ def test_acks_all_with_min_isr_2_loses_nothing_when_the_leader_is_killed(cluster
     assert trial.lost == 0, f"acknowledged records missing after the leader died: {trial.lost_sample}"
     assert trial.duplicated == 0          # the idempotent producer's retries wrote nothing twice
     assert trial.consumed >= trial.acked
+
+
+def test_read_fetches_every_partition_from_its_own_leader(cluster):
+    """Partitions led by three different nodes: read() sends each node the fetches for its partitions."""
+    import kafkalab
+    from kafka import KafkaProducer
+    with KafkaAdminClient(bootstrap_servers=cluster.bootstrap) as admin:
+        admin.create_topics({"cluster-read": {"num_partitions": 6, "replication_factor": 3}},
+                            raise_errors=False, wait_for_metadata=True)
+        wait_isr(admin, "cluster-read", 3)
+        leaders = set(describe_partitions(admin, ["cluster-read"])["leader"])
+    assert len(leaders) == 3, f"the test needs partitions led by every node, got leaders {leaders}"
+    with KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all") as p:
+        for i in range(60):
+            p.send("cluster-read", value=json.dumps({"i": i}).encode(), partition=i % 6)
+    df = kafkalab.read("cluster-read", bootstrap_servers=cluster.bootstrap)
+    assert sorted(df["i"]) == list(range(60)) and sorted(set(df["partition"])) == list(range(6))
