@@ -101,17 +101,22 @@ def peek(topic: str, n: int = 10, from_end: bool = True, timeout: float = 5.0,
 
 
 def lag(group: str, **overrides) -> pd.DataFrame:
-    """Committed offset, end offset and lag per partition the group has committed to."""
-    columns = ["topic", "partition", "committed", "end_offset", "lag"]
+    """Committed offset, end offset and lag of every partition of the group's topics: those it has
+    committed offsets for, and those its active members are assigned or subscribe to.
+
+    A partition with no commit yet is listed, not dropped: `committed` is <NA> and its lag is
+    counted from the log start, as a consumer with auto_offset_reset='earliest' would read it;
+    `note` says so (and is empty elsewhere). `overrides`: connection settings (client_config)."""
+    from .lagwatch import NO_COMMIT, group_snapshot
+    columns = ["topic", "partition", "committed", "end_offset", "lag", "note"]
     with _admin(**overrides) as admin:
-        committed = admin.list_group_offsets({group: None}).get(group, {})
-        committed = {tp: om.offset for tp, om in committed.items() if om.offset >= 0}
-        end = _offsets(admin, list(committed), OffsetSpec.LATEST)
-    rows = [{"topic": tp.topic, "partition": tp.partition, "committed": off,
-             "end_offset": end[tp], "lag": max(0, end[tp] - off)}
-            for tp, off in sorted(committed.items())]
+        snapshot = group_snapshot(admin, group)
+    rows = [{"topic": tp.topic, "partition": tp.partition, "committed": snapshot.committed[tp],
+             "end_offset": snapshot.end[tp], "lag": snapshot.lag(tp),
+             "note": "" if snapshot.committed[tp] is not None else NO_COMMIT}
+            for tp in snapshot.partitions]
     return pd.DataFrame(rows, columns=columns).astype(
-        {"partition": "int64", "committed": "int64", "end_offset": "int64", "lag": "int64"})
+        {"partition": "int64", "committed": "Int64", "end_offset": "int64", "lag": "int64", "note": "str"})
 
 
 def recreate_topic(name: str, partitions: int = 1, replication_factor: int = 1,

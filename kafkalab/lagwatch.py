@@ -14,6 +14,11 @@ commit's time): evaluated only while lag > 0, in order, the first that fires win
   WARN   the offset moves but lag never decreased (the consumer is falling behind);
   OK     otherwise: lag went down at least once in the window (Burrow judges growth by that, so a
          consumer that keeps up in bursts is OK even while the trend is up; the trend column shows it).
+
+Lag hides nothing: every partition of the group's topics is sampled (the topics it has committed
+offsets for, and those its active members subscribe to or are assigned). A partition with no commit
+yet counts its lag from the log start, as a consumer with auto_offset_reset='earliest' would read it,
+and its rule says so; while nothing is committed over a whole window, the judge calls it a STALL.
 """
 from __future__ import annotations
 
@@ -29,13 +34,15 @@ import pandas as pd
 from .runtime import Periodic
 
 STATUSES = ("OK", "WARN", "STALL", "STOP", "REWIND")
+NO_COMMIT = "no commit yet: lag counted from the log start (as auto_offset_reset='earliest' would read)"
 
 
 @dataclass(frozen=True)
 class Sample:
     t: float            # seconds (wall clock)
-    committed: int
+    committed: int      # the committed offset, or the log start offset while there is no commit
     end: int
+    no_commit: bool = False
 
     @property
     def lag(self) -> int:
@@ -82,7 +89,9 @@ def judge(samples: list[Sample], group_active: bool = True, min_samples: int = 3
     produce, consume = _rate(ts, ends), _rate(ts, committed)
     lag = samples[-1].lag
     drain = lag / (consume - produce) if consume > produce and lag > 0 else (0.0 if lag == 0 else math.inf)
-    verdict = lambda status, rule: Verdict(status, rule, lag, _slope(ts, lags), produce, consume, drain)  # noqa: E731
+    note = f"; {NO_COMMIT}" if samples[-1].no_commit else ""
+    verdict = lambda status, rule: Verdict(status, rule + note, lag, _slope(ts, lags), produce, consume,  # noqa: E731
+                                           drain)
 
     if lag == 0:
         return verdict("OK", "no lag")
@@ -92,7 +101,9 @@ def judge(samples: list[Sample], group_active: bool = True, min_samples: int = 3
         return verdict("OK", f"collecting samples ({len(samples)}/{min_samples})")
     if (lags == 0).any():
         return verdict("OK", "lag reached zero within the window")
-    if (np.diff(committed) < 0).any():
+    if all(s.no_commit for s in samples):       # the log start may move (retention): that is not consuming
+        return verdict("STALL", f"nothing committed for {ts[-1] - ts[0]:.0f} s while lag > 0")
+    if (np.diff(committed) < 0).any():          # also a commit that vanished (expired offsets)
         return verdict("REWIND", "the committed offset went back")
     if (np.diff(committed) == 0).all():
         return verdict("STALL", f"committed offset stuck at {int(committed[-1])} "
@@ -100,6 +111,84 @@ def judge(samples: list[Sample], group_active: bool = True, min_samples: int = 3
     if (np.diff(lags) >= 0).all():
         return verdict("WARN", "offsets move but lag never decreased in the window")
     return verdict("OK", "lag went down at least once in the window")
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """One look at a group: every partition of its topics, and the group's active member count."""
+    committed: dict     # TopicPartition -> committed offset, None when the group has no commit there yet
+    log_start: dict     # TopicPartition -> the first offset still in the log
+    end: dict           # TopicPartition -> the end offset
+    members: int
+
+    @property
+    def partitions(self) -> list:
+        return sorted(self.end)
+
+    def position(self, tp) -> int:
+        """Where the group reads next: its commit, else the log start (auto_offset_reset='earliest')."""
+        committed = self.committed[tp]
+        return self.log_start[tp] if committed is None else committed
+
+    def lag(self, tp) -> int:
+        return max(0, self.end[tp] - self.position(tp))
+
+    def sample(self, tp, t: float) -> Sample:
+        return Sample(t, self.position(tp), self.end[tp], no_commit=self.committed[tp] is None)
+
+
+def _member_topics(member: dict) -> set:
+    """Topics a member is assigned or subscribes to (subscriptions cover a rebalance in progress)."""
+    topics = set()
+    assignment, metadata = member.get("member_assignment"), member.get("member_metadata")
+    if isinstance(assignment, dict):           # kafka-python leaves bytes it could not decode
+        topics |= {a["topic"] for a in assignment.get("assigned_partitions", [])}
+    if isinstance(metadata, dict):
+        topics |= set(metadata.get("topics", []))
+    return topics
+
+
+def group_snapshot(admin, group: str) -> GroupSnapshot:
+    """Committed, log start and end offsets of every partition of the group's topics: those with a
+    committed offset and those its active members are assigned or subscribe to. Partitions of a
+    topic that no longer exists are left out (they have no end offset)."""
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
+    found = admin.list_group_offsets({group: None}).get(group, {})
+    committed = {tp: om.offset for tp, om in found.items() if om.offset >= 0}
+    members = admin.describe_groups([group]).get(group, {}).get("members") or []
+    topics = {tp.topic for tp in committed}.union(*(_member_topics(m) for m in members))
+    parts = [TopicPartition(t["name"], p["partition_index"])
+             for t in (admin.describe_topics(sorted(topics)) if topics else [])
+             if t["error_code"] == 0 for p in t["partitions"]]
+    if not parts:
+        return GroupSnapshot({}, {}, {}, len(members))
+
+    def offsets(spec) -> dict:
+        return {tp: o.offset for tp, o in admin.list_partition_offsets({tp: spec for tp in parts}).items()}
+
+    return GroupSnapshot({tp: committed.get(tp) for tp in parts}, offsets(OffsetSpec.EARLIEST),
+                         offsets(OffsetSpec.LATEST), len(members))
+
+
+def record_ages(reader, positions: dict, now: float) -> dict:
+    """Seconds since the next unconsumed record of each partition was written, read from its
+    timestamp by `reader` (a KafkaConsumer without a group); a partition that gives no record
+    within about a second is left out."""
+    if not positions:
+        return {}
+    reader.assign(list(positions))
+    for tp, off in positions.items():
+        reader.seek(tp, off)
+    ages, deadline = {}, time.monotonic() + 1.0
+    while len(ages) < len(positions) and time.monotonic() < deadline:
+        for tp, records in reader.poll(timeout_ms=200, max_records=len(positions) * 5).items():
+            if tp not in ages and records:
+                ages[tp] = max(0.0, now - records[0].timestamp / 1000)
+                reader.pause(tp)
+    reader.resume(*reader.paused())
+    return ages
 
 
 class LagMonitor(Periodic):
@@ -146,49 +235,28 @@ class LagMonitor(Periodic):
                 client.close()
 
     def tick(self) -> None:
-        from kafka.admin import OffsetSpec
         try:
-            self._sample(self._admin, self._reader, OffsetSpec)
+            self._sample(self._admin, self._reader)
             self.error = None
         except Exception as e:  # shown in report(); the next sample retries
             self.error = f"{type(e).__name__}: {e}"
 
-    def _sample(self, admin, reader, OffsetSpec) -> None:
-        committed = admin.list_group_offsets({self.group: None}).get(self.group, {})
-        committed = {tp: om.offset for tp, om in committed.items() if om.offset >= 0}
-        group = admin.describe_groups([self.group]).get(self.group, {})
-        active = bool(group.get("members"))
+    def _sample(self, admin, reader) -> None:
+        snapshot = group_snapshot(admin, self.group)
         now = time.time()
-        ends = ({tp: o.offset for tp, o in admin.list_partition_offsets(
-            {tp: OffsetSpec.LATEST for tp in committed}).items()} if committed else {})
-        ages = self._ages(reader, {tp: off for tp, off in committed.items() if ends[tp] > off}, now)
+        ages = record_ages(reader, {tp: snapshot.position(tp) for tp in snapshot.partitions if snapshot.lag(tp)},
+                           now)
         with self._lock:
-            self._active = active
-            for tp, off in committed.items():
-                self._samples.setdefault(tp, deque(maxlen=self.window)).append(
-                    Sample(now, off, ends[tp]))
+            self._active = snapshot.members > 0
+            for tp in snapshot.partitions:
+                self._samples.setdefault(tp, deque(maxlen=self.window)).append(snapshot.sample(tp, now))
                 self._lag_seconds[tp] = ages.get(tp, 0.0)
-            self.history.append((now, {tp: max(0, ends[tp] - off) for tp, off in committed.items()}))
-
-    @staticmethod
-    def _ages(reader, positions: dict, now: float) -> dict:
-        """Seconds since the next unconsumed record was written, read from its timestamp."""
-        if not positions:
-            return {}
-        reader.assign(list(positions))
-        for tp, off in positions.items():
-            reader.seek(tp, off)
-        ages, deadline = {}, time.monotonic() + 1.0
-        while len(ages) < len(positions) and time.monotonic() < deadline:
-            for tp, records in reader.poll(timeout_ms=200, max_records=len(positions) * 5).items():
-                if tp not in ages and records:
-                    ages[tp] = max(0.0, now - records[0].timestamp / 1000)
-                    reader.pause(tp)
-        reader.resume(*reader.paused())
-        return ages
+            self.history.append((now, {tp: snapshot.lag(tp) for tp in snapshot.partitions}))
 
     def report(self) -> pd.DataFrame:
-        """One row per partition: lag in records and seconds, trend, drain estimate, status, rule."""
+        """One row per partition of the group's topics: lag in records and seconds, trend, drain
+        estimate, status, rule. `committed` is <NA> where the group has no commit yet (the rule says
+        how its lag is counted)."""
         columns = ["topic", "partition", "committed", "end_offset", "lag", "lag_seconds",
                    "trend_per_s", "produce_rate", "consume_rate", "drain", "status", "rule"]
         with self._lock:
@@ -198,12 +266,13 @@ class LagMonitor(Periodic):
         for tp, samples, age in sorted(items):
             v = judge(samples, group_active=active)
             rows.append({"topic": tp.topic, "partition": tp.partition,
-                         "committed": samples[-1].committed, "end_offset": samples[-1].end,
+                         "committed": None if samples[-1].no_commit else samples[-1].committed,
+                         "end_offset": samples[-1].end,
                          "lag": v.lag, "lag_seconds": round(age, 1) if v.lag else 0.0,
                          "trend_per_s": round(v.trend, 1), "produce_rate": round(v.produce_rate, 1),
                          "consume_rate": round(v.consume_rate, 1), "drain": v.drain,
                          "status": v.status, "rule": v.rule})
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=columns).astype({"committed": "Int64"})
 
     def status(self) -> str:
         """The worst partition status (the group's status, as Burrow reports it)."""

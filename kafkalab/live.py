@@ -12,6 +12,7 @@ import time
 from collections import deque
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from .lagwatch import LagMonitor
@@ -163,6 +164,8 @@ class ThroughputChart(TimeSeriesChart):
 
 class LagChart(LiveChart):
     """Per-partition lag of one group, with the story: seconds behind, trend, drain, status.
+    Every partition of the group's topics is drawn; one with no commit yet shows "none yet" and its
+    lag counted from the log start (the rule says so).
 
     Parameters
     ----------
@@ -201,13 +204,14 @@ class LagChart(LiveChart):
         status = self.monitor.status()
         self.figure.layout.title.text = f"consumer lag · {self.monitor.group} · {status}"
         rows = "".join(
-            f"<tr><td>{html.escape(r.topic)}[{r.partition}]</td><td>{r.lag}</td><td>{r.lag_seconds}</td>"
+            f"<tr><td>{html.escape(r.topic)}[{r.partition}]</td>"
+            f"<td>{'none yet' if pd.isna(r.committed) else r.committed}</td><td>{r.lag}</td><td>{r.lag_seconds}</td>"
             f"<td>{r.trend_per_s:+}</td><td>{html.escape(r.drain)}</td>"
             f"<td style='color:{STATUS_COLORS[r.status]};font-weight:bold'>{r.status}</td>"
             f"<td>{html.escape(r.rule)}</td></tr>" for r in report.itertuples())
         error = f"<p style='color:#c62828'>{html.escape(self.monitor.error)}</p>" if self.monitor.error else ""
         self.table.value = (
-            "<table><tr><th>partition</th><th>lag (records)</th><th>lag (s)</th><th>trend /s</th>"
+            "<table><tr><th>partition</th><th>committed</th><th>lag (records)</th><th>lag (s)</th><th>trend /s</th>"
             f"<th>time to drain</th><th>status</th><th>rule that fired</th></tr>{rows}</table>{error}")
 
     def widget(self):

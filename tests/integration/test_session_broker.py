@@ -48,12 +48,12 @@ def test_topics_peek_and_lag_describe_real_data(broker):
         c.commit()
     lag = kafkalab.lag(group)
     assert lag.to_dict("records") == [{"topic": topic, "partition": 0, "committed": 12,
-                                       "end_offset": 30, "lag": 18}]
+                                       "end_offset": 30, "lag": 18, "note": ""}]
 
 
 def test_lag_of_an_unknown_group_is_empty(broker):
     lag = kafkalab.lag(fresh("nobody", create=False))
-    assert lag.empty and list(lag.columns) == ["topic", "partition", "committed", "end_offset", "lag"]
+    assert lag.empty and list(lag.columns) == ["topic", "partition", "committed", "end_offset", "lag", "note"]
 
 
 def test_peek_takes_the_newest_records_across_partitions(broker):

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from kafkalab.lagwatch import Sample, judge
+from kafkalab.lagwatch import NO_COMMIT, Sample, judge
 
 
 def history(*points, dt=1.0):
@@ -71,3 +71,33 @@ def test_the_first_rule_that_fires_wins():
 def test_empty_history_is_an_error():
     with pytest.raises(ValueError):
         judge([])
+
+
+def no_commit(*points, dt=1.0):
+    """points: (log start, end) per sample of a partition the group has never committed to."""
+    return [Sample(i * dt, start, end, no_commit=True) for i, (start, end) in enumerate(points)]
+
+
+def test_a_partition_never_committed_is_a_stall_once_the_window_is_full():
+    v = judge(no_commit((0, 325), (0, 325), (0, 325)))
+    assert (v.status, v.lag) == ("STALL", 325)
+    assert v.rule.startswith("nothing committed for 2 s while lag > 0") and v.rule.endswith(NO_COMMIT)
+
+
+def test_a_log_start_moved_by_retention_is_not_consumption():
+    # without a commit, the lag counts from the log start; retention moving it is still a stall
+    assert judge(no_commit((0, 300), (100, 300), (200, 300))).status == "STALL"
+
+
+def test_every_verdict_on_a_partition_without_commit_states_the_assumption():
+    verdicts = [judge(no_commit((0, 0))), judge(no_commit((0, 5))),
+                judge(no_commit((0, 5), (0, 5), (0, 5)), group_active=False)]
+    assert [v.status for v in verdicts] == ["OK", "OK", "STOP"]
+    assert all(v.rule.endswith(NO_COMMIT) for v in verdicts)
+    assert NO_COMMIT not in judge(history((5, 10), (5, 20), (5, 30))).rule
+
+
+def test_a_commit_that_vanished_is_a_rewind_to_the_log_start():
+    samples = history((40, 50), (45, 60)) + [Sample(2.0, 0, 70, no_commit=True)]
+    v = judge(samples)
+    assert (v.status, v.lag) == ("REWIND", 70) and v.rule.endswith(NO_COMMIT)
