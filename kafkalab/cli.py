@@ -1,4 +1,5 @@
-"""`kafkalab up | down | status | logs | reset | node | lab`: the local broker from a shell."""
+"""`kafkalab up | down | status | logs | reset | node | lab | watch`: the local broker (and the lag
+watcher) from a shell."""
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,20 @@ def cmd_node(args) -> int:
     return 0
 
 
+def _watch_line(watcher: dict) -> str:
+    if watcher["running"]:
+        return (f"running (pid {watcher['pid']}): {', '.join(watcher['groups'])} every {watcher['interval']:g} s "
+                f"at {watcher['bootstrap']}, into {watcher['db']}")
+    stale = f" (pid file of pid {watcher['stale_pid']}, which is gone)" if watcher.get("stale_pid") else ""
+    return f"not running{stale}; history in {watcher['db']}"
+
+
 def cmd_status(args) -> int:
+    from .laghistory import watch_status
     status = _broker(args).status()
+    watcher = watch_status(args.home)
     if args.json:
-        print(json.dumps(status, indent=1))
+        print(json.dumps({**status, "lag_watch": watcher}, indent=1))
     elif status["profile"] == "cluster":
         print(f"profile:   cluster ({status['alive_nodes']} of {len(status['nodes'])} nodes alive)\n"
               f"bootstrap: {status['bootstrap'] or '-'}\ndata:      {status['data_dir']}")
@@ -73,7 +84,41 @@ def cmd_status(args) -> int:
                   f"CA file:   {status['ca_file']}\n"
                   f"users:     {', '.join(u['name'] for u in status['users'])} "
                   f"(passwords in {status['users_file']})")
+    if not args.json:
+        print(f"lag watch: {_watch_line(watcher)}")
     return 0 if status["running"] else 3
+
+
+def cmd_watch(args) -> int:
+    from .laghistory import WatchError, stop_watch, watch, watch_status
+    if args.stop:
+        if args.groups:
+            print("kafkalab: --stop takes no groups (it stops the watcher of every group)", file=sys.stderr)
+            return 2
+        pid = stop_watch(args.home)
+        print(f"lag watcher stopped (pid {pid}); the history stays" if pid else "no lag watcher running")
+        return 0
+    if not args.groups:
+        watcher = watch_status(args.home)
+        print(f"lag watch: {_watch_line(watcher)}")
+        return 0 if watcher["running"] else 3
+    if args.profile == "secure":
+        connection = SecureBroker(home=args.home).client_config("admin")
+    elif args.profile == "cluster":
+        connection = {"bootstrap_servers": Cluster(home=args.home).bootstrap}
+    else:
+        connection = {}    # client_config(): KAFKA_BOOTSTRAP_SERVERS (and KAFKA_SECURITY_*), else the lab broker
+    try:
+        w = watch(args.groups, args.interval, home=args.home, **connection)
+    except ValueError as e:
+        print(f"kafkalab: {e}", file=sys.stderr)
+        return 2
+    except WatchError as e:
+        print(f"kafkalab: {e}", file=sys.stderr)
+        return 1
+    print(f"lag watcher {w.change}: pid {w.pid}, {', '.join(w.groups)} every {w.interval:g} s at {w.bootstrap}\n"
+          f"history: {w.db} (kafkalab.lag_history(group, since='-1h')); stop: kafkalab watch --stop")
+    return 0
 
 
 def cmd_logs(args) -> int:
@@ -240,6 +285,11 @@ def parser() -> argparse.ArgumentParser:
     site.add_argument("names", nargs="*", help="notebooks to include (default: all)")
     site.add_argument("--notebooks", default="notebooks")
     site.add_argument("--out", default="site")
+    wt = add("watch", cmd_watch, "record consumer groups' lag into SQLite from a background process, until --stop")
+    wt.add_argument("groups", nargs="*", metavar="GROUP",
+                    help="groups to sample (added to those a running watcher samples); none: show the watcher")
+    wt.add_argument("--interval", type=float, help="seconds between samples (default 5, or the running watcher's)")
+    wt.add_argument("--stop", action="store_true", help="stop the watcher (the history stays)")
     lab = add("lab", cmd_lab, "start the broker and JupyterLab on the notebooks")
     lab.add_argument("--port", type=int)
     lab.add_argument("--timeout", type=float, default=90.0)

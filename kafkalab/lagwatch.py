@@ -34,6 +34,7 @@ import pandas as pd
 from .runtime import Periodic
 
 STATUSES = ("OK", "WARN", "STALL", "STOP", "REWIND")
+SEVERITY = {"OK": 0, "WARN": 1, "REWIND": 2, "STALL": 3, "STOP": 4}   # a group's status: its worst partition's
 NO_COMMIT = "no commit yet: lag counted from the log start (as auto_offset_reset='earliest' would read)"
 
 
@@ -279,5 +280,4 @@ class LagMonitor(Periodic):
         report = self.report()
         if report.empty:
             return "OK"
-        order = {"OK": 0, "WARN": 1, "REWIND": 2, "STALL": 3, "STOP": 4}
-        return max(report["status"], key=order.__getitem__)
+        return max(report["status"], key=SEVERITY.__getitem__)
