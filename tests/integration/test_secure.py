@@ -134,3 +134,32 @@ def test_read_and_profile_work_over_sasl_ssl_with_only_topic_permissions(secure)
     prof = kafkalab.profile(topic, **secure.client_config("bob", "SCRAM-SHA-512"))
     assert prof.summary["records"] == 5 and prof.partitions["bytes_on_disk"].isna().all()
     assert kafkalab.profile(topic, **secure.client_config()).partitions["bytes_on_disk"].notna().all()
+
+
+def test_the_lag_watcher_samples_over_sasl_ssl(secure):
+    """`kafkalab watch --profile secure` hands the admin user's SASL_SSL settings to the watcher process."""
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    from kafkalab.broker.local import pid_alive
+    from kafkalab.laghistory import MARKER, lag_history, stop_watch, watch_status
+    topic, group = topic_for(secure), f"watched-{uuid.uuid4().hex[:6]}"
+    with KafkaProducer(**secure.client_config()) as p:
+        for _ in range(5):
+            p.send(topic, b"x")
+    with KafkaConsumer(**secure.client_config(), group_id=group, enable_auto_commit=False) as c:
+        c.commit({TopicPartition(topic, 0): OffsetAndMetadata(2, "", -1)})
+    out = subprocess.run([sys.executable, "-m", "kafkalab.cli", "--home", str(secure.home), "watch",
+                          "--profile", "secure", "--interval", "0.5", group],
+                         capture_output=True, text=True, timeout=60)
+    status = watch_status(secure.home)
+    try:
+        assert out.returncode == 0, out.stderr
+        assert status["security_protocol"] == "SASL_SSL" and status["bootstrap"] == secure.bootstrap
+        assert secure.users()["admin"] not in json.dumps(status)      # the pid file holds no secret
+        wait_until(lambda: len(lag_history(group, since=None, home=secure.home)) >= 2, 30,
+                   what="two samples over SASL_SSL")
+        last = lag_history(group, since=None, home=secure.home).iloc[-1]
+        assert (last["committed"], last["end_offset"], last["lag"]) == (2, 5, 3)
+    finally:
+        stop_watch(secure.home)
+    assert not pid_alive(status.get("pid"), MARKER)
