@@ -216,3 +216,58 @@ def test_every_notebook_opens_with_a_kernel_and_no_console_error(browser, lab):
     assert len(names) >= 17 and not errors
     page.evaluate("() => window.jupyterapp.serviceManager.sessions.shutdownAll()")   # their kernels
     page.close()
+
+
+BROWSER_SETUP = """\
+import json, random, time
+from kafka import KafkaProducer
+import kafkalab
+from kafkalab.browser import Browser
+topic = kafkalab.recreate_topic("web-events", partitions=3)
+rng, now = random.Random(7), int(time.time() - 60) * 1000
+with KafkaProducer(**kafkalab.client_config()) as p:
+    for i in range(120):
+        user = f"user-{rng.randrange(40)}"
+        event = {"path": rng.choice(["/", "/cart", "/checkout", "/search"]), "ms": rng.randrange(5, 900),
+                 "status": rng.choice([200] * 8 + [404, 503]),
+                 "user": {"id": user, "country": rng.choice(["FR", "DE", "US", "JP"])}}
+        p.send(topic, key=user.encode(), value=json.dumps(event).encode(), timestamp_ms=now + i * 250,
+               headers=[("trace-id", f"{rng.getrandbits(64):016x}".encode())])
+"""
+
+
+def test_the_topic_browser_pages_and_shows_a_record(browser, lab):
+    """Browser(topic) in JupyterLab: "next ›" reads the next page, the record # box shows one record's
+    JSON and headers. Saves browser-widget.png (the README's screenshot)."""
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(BROWSER_SETUP),
+                                         nbformat.v4.new_code_cell("Browser(topic, page_size=20)")],
+                                  metadata={"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                           "name": "python3"}})
+    nbformat.write(nb, lab["root"] / "topic_browser.ipynb")
+    page, errors = open_notebook(browser, lab, "topic_browser.ipynb")
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    for i in range(2):
+        run_cell(page, i)
+    status = page.locator(".widget-html:has-text('records ·')").first
+    status.wait_for(timeout=30_000)
+    assert "the start" in status.inner_text()
+    page.locator("button:has-text('next ›')").click()
+    page.wait_for_function("""() => [...document.querySelectorAll('.widget-html')].some(
+        e => /offsets p0: \\d+-/.test(e.innerText) && !e.innerText.includes('the start'))""", timeout=30_000)
+    record = page.locator(".widget-inline-hbox:has(label:text-is('record #')) input").first
+    record.fill("3")
+    record.press("Enter")
+    page.wait_for_selector("tr.kl-sel >> td:text-is('3')", timeout=30_000)     # browser -> kernel -> table
+    detail = page.locator(".widget-html:has(pre.kl-pre)").first
+    assert "trace-id" in detail.inner_text() and '"country"' in detail.inner_text()
+    assert page.locator("tr.kl-sel").count() == 1 and page.locator(".kl-table tr").count() == 21
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(1, 'start')")
+    page.locator(".jp-Cell").nth(1).screenshot(path=str(ARTIFACTS / "browser-widget.png"))
+    failed = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
+        .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
+        .map(c => c.model.sharedModel.getSource().slice(0, 60))""")
+    assert not failed, f"cells failed in the browser: {failed}"
+    assert not widget_errors(errors), widget_errors(errors)
+    close_notebook(page)
