@@ -83,9 +83,10 @@ def _with_second_runs(items: list) -> list:
 GROUPS = {"test_cluster.py": "cluster", "15_failure_lab.ipynb": "cluster",
           "test_secure.py": "secure", "08_security.ipynb": "secure",
           "test_lifecycle.py": "local-brokers", "test_reliability.py": "local-brokers"}
-COST = {"cluster": 300, "test_browser.py": 200, "local-brokers": 170, "secure": 75,
+COST = {"cluster": 300, "test_browser.py": 230, "local-brokers": 170, "secure": 75,
         "13_web_analytics.ipynb": 60, "09_performance.ipynb": 45, "00b_live_lab.ipynb": 40,
-        "02_consumers.ipynb": 40, "16_ad_hoc_analytics.ipynb": 75, "test_read.py": 35}
+        "02_consumers.ipynb": 40, "16_ad_hoc_analytics.ipynb": 75, "test_read.py": 35,
+        "test_lag_history.py": 45}
 
 
 def group_of(nodeid: str) -> str:
@@ -140,6 +141,8 @@ def pytest_sessionfinish(session, exitstatus):
         from kafkalab.broker.secure import SecureBroker
         SecureBroker(home=_session["home"] / "default").down()
         Cluster(home=_session["home"] / "default").down()
+        from kafkalab.laghistory import stop_watch
+        stop_watch(home=_session["home"] / "default")   # a lag watcher a notebook left running
 
 
 def pytest_unconfigure(config):

@@ -22,7 +22,9 @@ _WHERE = {
     "ensure_broker": "config",
     "lag": "explore", "peek": "explore", "topics": "explore", "recreate_topic": "explore",
     "TopicNotFound": "explore",
-    "read": "reader", "Truncated": "reader", "profile": "profiling",
+    "read": "reader", "Truncated": "reader", "profile": "profiling", "Browser": "browser",
+    "lag_history": "laghistory", "lag_history_chart": "laghistory", "watch": "laghistory",
+    "stop_watch": "laghistory",
     "RateProducer": "producers",
     "ProducerPanel": "widgets",
     "LiveConsumer": "consumers", "ConsumerGroup": "consumers",
@@ -35,6 +37,7 @@ _WHERE = {
 __all__ = list(_WHERE)
 
 if TYPE_CHECKING:
+    from .browser import Browser  # noqa: F401
     from .broker.cluster import Cluster  # noqa: F401
     from .broker.jars import KAFKA_VERSION  # noqa: F401
     from .broker.local import BrokerError, LocalBroker  # noqa: F401
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from .config import BrokerUnavailable, bootstrap, client_config, ensure_broker  # noqa: F401
     from .consumers import ConsumerGroup, LiveConsumer  # noqa: F401
     from .explore import TopicNotFound, lag, peek, recreate_topic, topics  # noqa: F401
+    from .laghistory import lag_history, lag_history_chart, stop_watch, watch  # noqa: F401
     from .lagwatch import LagMonitor, judge  # noqa: F401
     from .live import LagChart, ThroughputChart, TimeSeriesChart, WindowChart  # noqa: F401
     from .producers import RateProducer  # noqa: F401

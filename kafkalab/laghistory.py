@@ -22,7 +22,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -30,7 +29,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,42 +64,6 @@ CREATE TABLE IF NOT EXISTS errors (time REAL NOT NULL, grp TEXT NOT NULL, error 
 
 class WatchError(RuntimeError):
     """The lag watcher could not be started or asked for something it cannot do; the message says why."""
-
-
-# -- time bounds ------------------------------------------------------------------------------------
-_UNITS = {"s": "s", "sec": "s", "second": "s", "m": "min", "min": "min", "minute": "min",
-          "h": "h", "hr": "h", "hour": "h", "d": "D", "day": "D", "w": "W", "week": "W"}
-_RELATIVE = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?$")
-
-
-def _time_bound(spec, now: pd.Timestamp | None = None) -> pd.Timestamp | None:
-    """A tz-aware UTC Timestamp from a datetime, an ISO string (UTC unless it names a zone), "now",
-    or a time relative to now ("-30s", "-15min", "-2h", "-1d"); None stays None."""
-    if spec is None:
-        return None
-    import pandas as pd
-    now = pd.Timestamp.now(tz="UTC") if now is None else now
-    if isinstance(spec, str):
-        text = spec.strip().lower()
-        if text == "now":
-            return now
-        match = _RELATIVE.match(text)
-        if match:
-            unit = _UNITS.get(match.group(2))
-            if unit is None:
-                raise ValueError(f"unknown time unit in {spec!r}: use s, min, h, d or w (e.g. '-15min')")
-            return now - pd.Timedelta(float(match.group(1)), unit=unit)
-        try:
-            stamp = pd.Timestamp(spec)
-        except ValueError as e:
-            raise ValueError(f"{spec!r} is not a time: give a datetime, an ISO string such as "
-                             f"'2026-11-28 09:00', or a relative time such as '-1h'") from e
-    elif isinstance(spec, datetime):       # pd.Timestamp is one too
-        stamp = pd.Timestamp(spec)
-    else:
-        raise TypeError(f"a time must be a datetime, an ISO string or a relative time such as '-1h', "
-                        f"not {type(spec).__name__} {spec!r}")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 # -- the store --------------------------------------------------------------------------------------
@@ -457,7 +419,8 @@ def lag_history(group: str, since="-1h", until=None, *, window: int = 10,
         raise FileNotFoundError(f"no lag history under {home}: start the watcher first, "
                                 f"`kafkalab watch {group}` or kafkalab.watch([{group!r}])")
     now = pd.Timestamp.now(tz="UTC")
-    lo, hi = _time_bound(since, now), _time_bound(until, now)
+    from .times import time_bound
+    lo, hi = time_bound(since, now), time_bound(until, now)
     frame = store.samples(group, None if lo is None else lo.timestamp(), None if hi is None else hi.timestamp(),
                           before=window - 1)
     watched = watch_status(home).get("groups", [])     # a watcher may not have sampled it yet

@@ -10,17 +10,17 @@ records of aborted transactions are included, control markers are not.
 """
 from __future__ import annotations
 
-import re
 import struct
 import warnings
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from .config import client_config, require_reachable
 from .records import decode_key, decode_value
+from .runtime import wait_until
+from .times import parse_time
 
 with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python 3.11
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -41,51 +41,6 @@ REQUEST_TIMEOUT_S = 10.0          # a broker that stops answering mid-read fails
 
 class Truncated(UserWarning):
     """read() stopped at its `limit`: the frame holds fewer records than the range."""
-
-
-# -- time and offset specs ----------------------------------------------------------------------
-_RELATIVE = re.compile(r"^\s*[-+]")
-
-
-def parse_time(spec, now: pd.Timestamp | None = None) -> pd.Timestamp | int | None:
-    """What a start/end argument means: None (the log's start or end), an offset (int >= 0), or a
-    tz-aware UTC timestamp.
-
-    Accepts a datetime, pandas Timestamp or date; an ISO string ("2026-11-28 09:00", "2026-11-28T09:00Z");
-    a time relative to `now` ("-15min", "-2h", "-1d", "+30s", a timedelta); "now"; or an offset.
-    A time without a zone is taken as UTC (record timestamps are UTC milliseconds).
-    """
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    if spec is None:
-        return None
-    if isinstance(spec, bool):
-        raise TypeError("start/end cannot be a bool: give a time, a relative time ('-15min') or an offset")
-    if isinstance(spec, (int, np.integer)):
-        if spec < 0:
-            raise ValueError(f"offset {spec} is negative: for a time relative to now, write a string ('-15min')")
-        return int(spec)
-    if isinstance(spec, (timedelta, np.timedelta64)):
-        return now + pd.Timedelta(spec)
-    if isinstance(spec, str):
-        text = spec.strip()
-        if text.lower() == "now":
-            return now
-        try:
-            if _RELATIVE.match(text):     # pandas' unit for days is "D" ("d" is deprecated)
-                return now + pd.Timedelta(re.sub(r"(?<=\d)\s*d$", "D", text))
-            return _utc(pd.Timestamp(text))
-        except ValueError:
-            raise ValueError(f"cannot read {spec!r} as a time: use an ISO time ('2026-11-28 09:00', UTC unless "
-                             f"it names a zone), a relative time ('-15min', '-2h', '-1d') or 'now'") from None
-    if isinstance(spec, (datetime, date, pd.Timestamp, np.datetime64)):
-        return _utc(pd.Timestamp(spec))
-    raise TypeError(f"start/end must be a time, a relative time ('-15min') or an offset, not {type(spec).__name__}")
-
-
-def _utc(ts: pd.Timestamp) -> pd.Timestamp:
-    if ts is pd.NaT:
-        raise ValueError("NaT is not a time")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _ms(ts: pd.Timestamp) -> int:
@@ -447,7 +402,7 @@ def fetch_records(session: Session, plan_: Plan, limit: int | None = DEFAULT_LIM
     Returns (columns, records left unread when the limit stopped the read).
     """
     out = Columns()
-    leaders = session.leaders(plan_.topic)
+    leaders = _elected(session, plan_.topic, plan_.ranges)
     positions = {p: first for p, (first, _) in plan_.ranges.items()}
     stops = {p: stop for p, (_, stop) in plan_.ranges.items()}
     key_bytes = key.encode() if isinstance(key, str) else key
@@ -465,8 +420,8 @@ def fetch_records(session: Session, plan_: Plan, limit: int | None = DEFAULT_LIM
                             continue
                         progressed += moved - positions[partition]   # records deleted since the plan
                         positions[partition] = moved
-                    elif error in _LEADER_MOVED:
-                        leaders = session.leaders(plan_.topic)
+                    elif error in _LEADER_MOVED:               # an election: wait for the new leader
+                        leaders = _elected(session, plan_.topic, positions, after=leaders)
                     elif error:
                         raise kafka_errors.for_code(error)(f"fetching {plan_.topic}[{partition}]")
                     else:
@@ -496,6 +451,17 @@ def fetch_records(session: Session, plan_: Plan, limit: int | None = DEFAULT_LIM
         left += len(out) - limit
         out = trimmed
     return out, left
+
+
+def _elected(session: Session, topic: str, partitions, after: dict | None = None) -> dict[int, int]:
+    """The leaders of `partitions`, once every one has a leader (and, after a leader-moved error,
+    once the metadata shows a change): a read waits out an election, within the request timeout."""
+    def known():
+        leaders = session.leaders(topic)
+        ready = all(leaders.get(p, -1) >= 0 for p in partitions)
+        return leaders if ready and (after is None or leaders != after) else None
+    return wait_until(known, session.timeout_ms / 1000, interval=0.2,
+                      what=f"partitions {sorted(partitions)} of {topic!r} to have a leader")
 
 
 _LEADER_MOVED = {kafka_errors.NotLeaderForPartitionError.errno, kafka_errors.LeaderNotAvailableError.errno,

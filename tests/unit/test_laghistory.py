@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from kafkalab.lagwatch import NO_COMMIT
-from kafkalab.laghistory import (DB_FILE, STATE_FILE, LagStore, _time_bound, lag_history, lag_history_chart,
+from kafkalab.laghistory import (DB_FILE, STATE_FILE, LagStore, lag_history, lag_history_chart,
                                  watch, watch_status)
+from kafkalab.times import time_bound
 
 NOW = pd.Timestamp("2026-11-28 10:00", tz="UTC")
 T0 = NOW.timestamp() - 600          # ten minutes ago
@@ -95,13 +96,13 @@ def test_the_chart_colors_each_sample_by_its_status(tmp_path):
     (pd.Timestamp("2026-11-28 09:00").to_pydatetime(), pd.Timestamp("2026-11-28 09:00", tz="UTC")),
     (None, None)])
 def test_time_bounds(spec, expected):
-    assert _time_bound(spec, now=NOW) == expected
+    assert time_bound(spec, now=NOW) == expected
 
 
 @pytest.mark.parametrize("bad", ["-1 fortnight", "yesterday-ish", 12345])
 def test_bad_time_bounds_say_what_a_time_is(bad):
     with pytest.raises((ValueError, TypeError), match="time"):
-        _time_bound(bad, now=NOW)
+        time_bound(bad, now=NOW)
 
 
 @pytest.mark.parametrize("groups, interval", [([], 1), ([""], 1), (["g"], 0.1), (["g"], "5"), (["g"], True)])

@@ -8,7 +8,8 @@ from kafka.record import MemoryRecords, MemoryRecordsBuilder
 
 import kafkalab
 from kafkalab.profiling import infer_schema
-from kafkalab.reader import Columns, columns_frame, decode_batches, flatten, parse_time
+from kafkalab.reader import Columns, columns_frame, decode_batches, flatten
+from kafkalab.times import parse_time
 
 NOW = pd.Timestamp("2026-11-28 10:00:00", tz="UTC")
 
