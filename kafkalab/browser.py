@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from pandas.errors import UndefinedVariableError
 
-from .reader import (META_COLUMNS, TAIL_COLUMNS, Columns, OffsetSpec, Plan, Session, columns_frame, fetch_records,
-                     parse_time)
+from .reader import META_COLUMNS, TAIL_COLUMNS, Columns, OffsetSpec, Plan, Session, columns_frame, fetch_records
+from .times import parse_time
 from .records import decode_value
 
 PAGE_SIZES = (20, 50, 100, 200, 500)

@@ -222,7 +222,7 @@ BROWSER_SETUP = """\
 import json, random, time
 from kafka import KafkaProducer
 import kafkalab
-from kafkalab.browser import Browser
+from kafkalab import Browser
 topic = kafkalab.recreate_topic("web-events", partitions=3)
 rng, now = random.Random(7), int(time.time() - 60) * 1000
 with KafkaProducer(**kafkalab.client_config()) as p:
@@ -265,6 +265,65 @@ def test_the_topic_browser_pages_and_shows_a_record(browser, lab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(1, 'start')")
     page.locator(".jp-Cell").nth(1).screenshot(path=str(ARTIFACTS / "browser-widget.png"))
+    failed = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
+        .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
+        .map(c => c.model.sharedModel.getSource().slice(0, 60))""")
+    assert not failed, f"cells failed in the browser: {failed}"
+    assert not widget_errors(errors), widget_errors(errors)
+    close_notebook(page)
+
+
+LAG_HISTORY_SETUP = """\
+import json, time
+from kafka import KafkaConsumer, KafkaProducer
+import kafkalab
+topic = kafkalab.recreate_topic("report-input", partitions=3)
+with KafkaProducer(**kafkalab.client_config()) as p:
+    for i in range(6000):
+        p.send(topic, key=f"k{i % 50}".encode(), value=json.dumps({"i": i}).encode())
+group = f"report-{int(time.time())}"
+watcher = kafkalab.watch(group, interval=0.5)
+job = KafkaConsumer(topic, **kafkalab.client_config(group_id=group, enable_auto_commit=False,
+                                                    auto_offset_reset="earliest"))
+read = 0
+for goal in (1500, 3000, 4500, 6000):
+    def burst():
+        global read
+        read += sum(map(len, job.poll(timeout_ms=200, max_records=goal - read).values()))
+        return read >= goal
+    kafkalab.wait_until(burst, 60, interval=0, what=f"the job to read {goal} records")
+    job.commit()
+    def recorded():
+        samples = kafkalab.lag_history(group, since="-10min")
+        return not samples.empty and int(samples.groupby("time")["committed"].sum().max()) >= read
+    kafkalab.wait_until(recorded, 30, what="the watcher to record the commit")
+job.close()
+watcher.stop()                     # the history is complete: the chart must show all of it, no more
+history = kafkalab.lag_history(group, since="-10min")
+len(history)
+"""
+
+
+def test_the_lag_history_chart_shows_every_recorded_sample(browser, lab):
+    """A report job commits in four bursts while `kafkalab.watch` samples it: the chart in JupyterLab
+    plots every recorded sample of every partition. Saves lag-history.png (the README's screenshot)."""
+    import nbformat
+    cells = [LAG_HISTORY_SETUP, 'kafkalab.lag_history_chart(group, since="-10min")']
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells],
+                                  metadata={"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                           "name": "python3"}})
+    nbformat.write(nb, lab["root"] / "lag_history.ipynb")
+    page, errors = open_notebook(browser, lab, "lag_history.ipynb")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    run_cell(page, 0)
+    rows = int(page.locator(".jp-Cell").nth(0).locator(".jp-OutputArea-output").last.inner_text())
+    run_cell(page, 1)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 1", timeout=30_000)
+    plotted = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')][0].data
+        .filter(t => t.legendgroup !== 'status').reduce((n, t) => n + t.x.length, 0)""")
+    assert plotted == rows and rows >= 3 * 5, "every sample of every partition is a point on the chart"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".jp-Cell").nth(1).screenshot(path=str(ARTIFACTS / "lag-history.png"))
     failed = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
         .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
         .map(c => c.model.sharedModel.getSource().slice(0, 60))""")
