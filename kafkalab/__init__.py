@@ -22,9 +22,8 @@ _WHERE = {
     "ensure_broker": "config",
     "lag": "explore", "peek": "explore", "topics": "explore", "recreate_topic": "explore",
     "TopicNotFound": "explore",
-    "read": "reader", "Truncated": "reader", "profile": "profiling", "Browser": "browser",
+    "read": "reader", "profile": "profiling", "Browser": "browser",
     "lag_history": "laghistory", "lag_history_chart": "laghistory", "watch": "laghistory",
-    "stop_watch": "laghistory",
     "RateProducer": "producers",
     "ProducerPanel": "widgets",
     "LiveConsumer": "consumers", "ConsumerGroup": "consumers",
@@ -46,12 +45,12 @@ if TYPE_CHECKING:
     from .config import BrokerUnavailable, bootstrap, client_config, ensure_broker  # noqa: F401
     from .consumers import ConsumerGroup, LiveConsumer  # noqa: F401
     from .explore import TopicNotFound, lag, peek, recreate_topic, topics  # noqa: F401
-    from .laghistory import lag_history, lag_history_chart, stop_watch, watch  # noqa: F401
+    from .laghistory import lag_history, lag_history_chart, watch  # noqa: F401
     from .lagwatch import LagMonitor, judge  # noqa: F401
     from .live import LagChart, ThroughputChart, TimeSeriesChart, WindowChart  # noqa: F401
     from .producers import RateProducer  # noqa: F401
     from .profiling import profile  # noqa: F401
-    from .reader import Truncated, read  # noqa: F401
+    from .reader import read  # noqa: F401
     from .runtime import stop_all, wait_until  # noqa: F401
     from .widgets import ProducerPanel  # noqa: F401
     from .windows import EventTimeWindows, Hopping, SessionWindows, Tumbling  # noqa: F401

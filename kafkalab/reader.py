@@ -511,7 +511,7 @@ def read(topic: str, start=None, end=None, *, partitions=None, key=None, where: 
         column keeps what is not a JSON object (text, bytes, arrays, None for a tombstone).
         False: `value` holds every decoded value.
     limit : at most this many records in range are kept in memory (None: no limit). A read that
-        stops there warns (Truncated, and `df.attrs["truncated"]`); it holds the earliest records
+        stops there warns (kafkalab.reader.Truncated, and `df.attrs["truncated"]`); it holds the earliest records
         of each partition's range.
     lateness : how far out of timestamp order records can be (e.g. "30s"). By default a time-bounded
         read is exact: producers set timestamps, so a record after the first one at `end` may still

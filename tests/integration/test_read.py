@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
 import kafkalab
 from kafkalab.config import BrokerUnavailable
+from kafkalab.reader import Truncated
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +169,7 @@ def test_transaction_markers_take_offsets_but_are_not_records():
 
 def test_limit_keeps_memory_bounded_and_says_it_truncated(shuffled):
     name, _ = shuffled
-    with pytest.warns(kafkalab.Truncated, match=r"limit=10.*more records"):
+    with pytest.warns(Truncated, match=r"limit=10.*more records"):
         df = kafkalab.read(name, limit=10)
     assert len(df) == 10 and df.attrs["truncated"] is True
     assert kafkalab.read(name, limit=90).attrs["truncated"] is False
