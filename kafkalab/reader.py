@@ -43,8 +43,13 @@ class Truncated(UserWarning):
     """read() stopped at its `limit`: the frame holds fewer records than the range."""
 
 
+_EPOCH = pd.Timestamp(0, tz="UTC").as_unit("us")   # us: times up to year 9999 fit
+
+
 def _ms(ts: pd.Timestamp) -> int:
-    return int(ts.value // 1_000_000)
+    """Milliseconds since the epoch, rounded up: record times are whole ms, so `ms >= bound` and
+    `ms < bound` then hold exactly when they hold for the precise time (relative times carry us)."""
+    return int(-((_EPOCH - ts) // pd.Timedelta(1, "ms")))
 
 
 # -- record batches, decoded into columns --------------------------------------------------------
@@ -488,7 +493,10 @@ def _progress(plan_: Plan, enabled: bool):
     if not enabled or not plan_.ranges:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=plan_.records, delay=2.0, unit=" records", unit_scale=True, desc=f"reading {plan_.topic}")
+
+    class Bar(tqdm):
+        monitor_interval = 0      # tqdm's monitor thread would outlive the read
+    return Bar(total=plan_.records, delay=2.0, unit=" records", unit_scale=True, desc=f"reading {plan_.topic}")
 
 
 def read(topic: str, start=None, end=None, *, partitions=None, key=None, where: str | None = None,
@@ -529,7 +537,7 @@ def read(topic: str, start=None, end=None, *, partitions=None, key=None, where: 
         columns, left = fetch_records(session, p, limit, key, progress)
     result = columns_frame(columns, flatten)
     result = result.sort_values(["timestamp", "partition", "offset"], kind="stable", ignore_index=True)
-    if where:
+    if where and not result.empty:     # an empty frame has no field columns to query
         result = result.query(where).reset_index(drop=True)
     result.attrs.update(topic=topic, truncated=left > 0)
     if left > 0:

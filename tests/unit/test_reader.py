@@ -140,3 +140,12 @@ def test_schema_inference_on_mixed_values():
     schema = infer_schema([{"a": 1}, {"a": "x", "b": None}, {"a": {"c": True}}, "text", None]).set_index("field")
     assert schema.loc["a", "types"] == "int, string, object" and schema.loc["a.c", "missing_share"] == round(2 / 3, 4)
     assert schema.loc["b", "types"] == "null" and schema.loc["b", "null_share"] == round(1 / 3, 4)
+
+
+def test_time_bounds_round_up_to_whole_milliseconds():
+    """A bound of x.5 ms keeps a record at x+1 ms and not one at x ms: start <= ts < end stays exact."""
+    from kafkalab.reader import _ms
+    t = pd.Timestamp(1_700_000_000_000, unit="ms", tz="UTC")
+    assert [_ms(t), _ms(t + pd.Timedelta("500us")), _ms(t - pd.Timedelta("500us"))] == [
+        1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_000]
+    assert _ms(pd.Timestamp("9999-01-01", tz="UTC")) == 253_370_764_800_000      # no nanosecond overflow
