@@ -21,15 +21,11 @@ def pytest_configure(config):
     home = Path(tempfile.mkdtemp(prefix="kafkalab-test-"))
     _session["home"] = home
     os.environ["KAFKALAB_HOME"] = str(home / "default")  # LocalBroker() never sees ~/.local
-    # nor the user's CDS archives; xdist workers share their controller's, so an archive one of
-    # them dumps (on a broker's clean stop) speeds up every later broker start of the run
+    # nor the user's caches (verified jars, format template, JVM start-up caches); xdist workers share
+    # their controller's, so a cache one of them makes speeds up every later broker start of the run
     os.environ.setdefault("KAFKALAB_TEST_CACHE_DIR", str(home / "cache"))
     os.environ["KAFKALAB_CACHE_DIR"] = os.environ["KAFKALAB_TEST_CACHE_DIR"]
     os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    # The suite starts some 30 brokers on 2 cores and is CPU-bound, brokers taking about 80% of it:
-    # C1-only JIT takes about 40% less CPU per broker (start and a lab's load; measured). The lab
-    # keeps the full JIT; tests/unit/test_broker_config.py checks that the option is applied.
-    os.environ.setdefault("KAFKALAB_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 
 def _needs_broker(item) -> bool:
@@ -147,6 +143,11 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_unconfigure(config):
     if "home" in _session:
+        from kafkalab.broker.jvmcache import wait_for_builds
+        try:
+            wait_for_builds()        # a broker's clean stop may have started building an AOT cache in it
+        except TimeoutError as e:
+            print(f"kafkalab: {e}")
         shutil.rmtree(_session.pop("home"), ignore_errors=True)  # brokers' data, logs, secrets
 
 

@@ -18,13 +18,35 @@ from .broker.secure import SecureBroker
 PROFILES = {"single": LocalBroker, "secure": SecureBroker, "cluster": Cluster}
 
 
-def _broker(args) -> LocalBroker | Cluster:
-    if args.profile == "cluster":
-        if getattr(args, "port", None) is not None:
+def _make(profile: str, home, port=None) -> LocalBroker | Cluster:
+    if profile == "cluster":
+        if port is not None:
             raise BrokerError("--port is for the single and secure profiles; the cluster's nodes use "
                               "19092, 29092 and 39092 unless taken")
-        return Cluster(home=args.home)
-    return PROFILES[args.profile](home=args.home, port=getattr(args, "port", None))
+        return Cluster(home=home)
+    return PROFILES[profile](home=home, port=port)
+
+
+def _running(home) -> list[LocalBroker | Cluster]:
+    """The profiles with a broker (or a cluster node) running under this home."""
+    return [b for b in (_make(name, home) for name in PROFILES) if b.alive()]
+
+
+def _broker(args) -> LocalBroker | Cluster:
+    """--profile's broker; without it, the single profile (up, lab, reset, watch, site, doctor)."""
+    return _make(args.profile or "single", args.home, getattr(args, "port", None))
+
+
+def _running_or_chosen(args, verb: str) -> LocalBroker | Cluster:
+    """`down`, `logs` without --profile: the profile that is running (one only), else the single one."""
+    if args.profile:
+        return _broker(args)
+    running = _running(args.home)
+    if len(running) > 1:
+        names = ", ".join(b.profile for b in running)
+        raise BrokerError(f"{len(running)} lab brokers are running ({names}): say which to {verb} with "
+                          f"--profile {running[0].profile}" + (", or --all" if verb == "stop" else ""))
+    return running[0] if running else _broker(args)
 
 
 def cmd_up(args) -> int:
@@ -33,11 +55,26 @@ def cmd_up(args) -> int:
     return 0
 
 
-def cmd_down(args) -> int:
-    broker = _broker(args)
+def _stop(broker) -> str:
     pids = [n["pid"] for n in broker.status()["nodes"] if n["alive"]]
-    print(f"stopped {'broker' if len(pids) == 1 else 'nodes'} (pid {', '.join(map(str, pids))})"
-          if broker.down() else "no broker running")
+    if not broker.down():
+        return f"no {broker.profile} broker running"
+    what = "broker" if broker.profile != "cluster" else f"cluster node{'s' if len(pids) > 1 else ''}"
+    return f"stopped {broker.profile} {what} (pid {', '.join(map(str, pids))})"
+
+
+def cmd_down(args) -> int:
+    if args.all:
+        if args.profile:
+            raise BrokerError("--all stops every profile: leave out --profile")
+        running = _running(args.home)
+        for broker in running:
+            print(_stop(broker))
+        if not running:
+            print("no broker running")
+        return 0
+    broker = _running_or_chosen(args, "stop")
+    print(_stop(broker) if (args.profile or broker.alive()) else "no broker running")
     return 0
 
 
@@ -61,13 +98,17 @@ def _watch_line(watcher: dict) -> str:
     return f"not running{stale}; history in {watcher['db']}"
 
 
-def cmd_status(args) -> int:
-    from .laghistory import watch_status
-    status = _broker(args).status()
-    watcher = watch_status(args.home)
-    if args.json:
-        print(json.dumps({**status, "lag_watch": watcher}, indent=1))
-    elif status["profile"] == "cluster":
+def _java() -> dict:
+    """The Java `up` would run the broker on, and where it was found (or why there is none)."""
+    from .broker.java import find_java
+    try:
+        return find_java().as_dict()
+    except JavaError as e:
+        return {"error": str(e).splitlines()[0]}
+
+
+def _print_status(status: dict) -> None:
+    if status["profile"] == "cluster":
         print(f"profile:   cluster ({status['alive_nodes']} of {len(status['nodes'])} nodes alive)\n"
               f"bootstrap: {status['bootstrap'] or '-'}\ndata:      {status['data_dir']}")
         for node in status["nodes"]:
@@ -84,9 +125,30 @@ def cmd_status(args) -> int:
                   f"CA file:   {status['ca_file']}\n"
                   f"users:     {', '.join(u['name'] for u in status['users'])} "
                   f"(passwords in {status['users_file']})")
-    if not args.json:
-        print(f"lag watch: {_watch_line(watcher)}")
-    return 0 if status["running"] else 3
+    if status.get("running_java"):
+        print(f"java:      {status['running_java']}")
+
+
+def cmd_status(args) -> int:
+    """Without --profile: every running profile (or the single one's state when none runs)."""
+    from .laghistory import watch_status
+    brokers = [_broker(args)] if args.profile else (_running(args.home) or [_broker(args)])
+    statuses = [b.status() for b in brokers]
+    watcher = watch_status(args.home)
+    java = _java()
+    if args.json:
+        print(json.dumps({**statuses[0], "running_profiles": [s["profile"] for s in statuses if s["running"]
+                                                               or s.get("alive_nodes")],
+                          "java": java, "lag_watch": watcher}, indent=1))
+    else:
+        for i, status in enumerate(statuses):
+            if i:
+                print()
+            _print_status(status)
+        where = f"{java['error']}" if "error" in java else f"Java {java['full_version'] or java['version']} " \
+            f"from {java['source']} ({java['path']})"
+        print(f"\nnext up:   {where}\nlag watch: {_watch_line(watcher)}")
+    return 0 if any(s["running"] for s in statuses) else 3
 
 
 def cmd_watch(args) -> int:
@@ -122,7 +184,7 @@ def cmd_watch(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    broker = _broker(args)
+    broker = _running_or_chosen(args, "show")
     for line in broker.log_tail(args.lines):
         print(line)
     if args.follow:
@@ -253,16 +315,18 @@ def parser() -> argparse.ArgumentParser:
     def add(name, func, help):
         sp = sub.add_parser(name, help=help)
         sp.set_defaults(func=func)
-        sp.add_argument("--profile", choices=sorted(PROFILES), default="single",
-                        help="single: one KRaft node, PLAINTEXT on 9092; "
+        sp.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="single (the default): one KRaft node, PLAINTEXT on 9092; "
                              "secure: SASL_SSL on 9094 with SCRAM/PLAIN users and ACLs; "
-                             "cluster: three nodes on 19092, 29092, 39092")
+                             "cluster: three nodes on 19092, 29092, 39092. "
+                             "down, status and logs without it act on the profile that is running")
         return sp
 
     up = add("up", cmd_up, "start the broker; returns once a produce/consume round trip works")
     up.add_argument("--port", type=int, help="client port (default 9092, else a free one; 0: any)")
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
-    add("down", cmd_down, "stop the broker (data is kept)")
+    dn = add("down", cmd_down, "stop the running broker (data is kept)")
+    dn.add_argument("--all", action="store_true", help="stop every profile that is running")
     st = add("status", cmd_status, "is the broker running, and where (exit 3 if not)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     lg = add("logs", cmd_logs, "show the broker log")

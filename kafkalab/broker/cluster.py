@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..runtime import wait_until
+from . import jvmcache
 from .jars import KAFKA_VERSION, classpath
 from .java import find_java
 from .local import (JVM_OPTS, BrokerError, LocalBroker, default_home, free_port, new_cluster_id, port_free,
@@ -178,10 +179,13 @@ class Cluster:
         try:
             self.wait_ready(timeout - (time.monotonic() - t0), procs)
         except BrokerError:
-            for node, proc, _ in procs:
+            for node, proc, state in procs:
                 if proc.poll() is None:
                     node.kill()
+                node.check_cache(jvmcache.Plan.from_json(state.extra.get("jvm_cache")), crashed=True)
             raise
+        for node, _, state in procs:
+            node.check_cache(jvmcache.Plan.from_json(state.extra.get("jvm_cache")))
         self._say(f"Apache Kafka {KAFKA_VERSION} cluster of {len(NODES)} nodes ready at {self.bootstrap} "
                   f"in {time.monotonic() - t0:.1f} s")
         return self.status()
@@ -209,7 +213,7 @@ class Cluster:
             return False
 
         try:
-            wait_until(ready, max(timeout, 1.0), interval=0.3, what="the cluster to be ready")
+            wait_until(ready, max(timeout, 1.0), interval=0.1, what="the cluster to be ready")
         except TimeoutError:
             heads = "\n".join(node.diagnose(f"node {node.node_id}:", lines=8) for node, _, _ in procs)
             raise BrokerError(f"the cluster was not ready after {timeout:.0f} s "

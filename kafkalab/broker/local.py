@@ -20,24 +20,27 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cds
+from . import jvmcache
 from .java import Java, find_java
 from ..runtime import wait_until
-from .jars import KAFKA_VERSION, classpath
+from .jars import KAFKA_VERSION, cache_root, classpath
 
 DEFAULT_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 HEALTH_TOPIC = "_kafkalab_health"
 MIN_FREE_DISK = 256 * 1024 * 1024
 # Small explicit heap: the lab runs on laptops and 2-core CI machines next to JupyterLab.
-JVM_OPTS = ["-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+# C1-only JIT: on 2 cores the C2 compiler threads compete with the start itself (about 1 s of a 3 s
+# restart) and take about 40% more CPU under a lab's load, for no gain at a lab's rates: a C1 broker
+# took 224-256k msg/s from librdkafka where a C2 one took 144-172k on the same 2 cores (bench/README.md).
+JVM_OPTS = ["-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:TieredStopAtLevel=1",
             "-XX:+ExplicitGCInvokesConcurrent", "-XX:-OmitStackTraceInFastThrow",
             "-Djava.awt.headless=true"]
 
 
 def extra_jvm_opts() -> list[str]:
-    """KAFKALAB_JVM_OPTS: options added to every broker JVM's (e.g. -XX:TieredStopAtLevel=1, which
-    the test suite sets: C1 only takes about 40% less CPU to start and serve a lab's load)."""
+    """KAFKALAB_JVM_OPTS: options added to every broker JVM's, after kafkalab's (e.g. -Xmx2g for a
+    heavier load, -XX:TieredStopAtLevel=4 for the full JIT)."""
     return shlex.split(os.environ.get("KAFKALAB_JVM_OPTS", ""))
 
 
@@ -195,6 +198,7 @@ class LocalBroker:
             "data_dir": str(self.data_dir),
             "log_file": str(self.log_file),
             "kafka_version": state.kafka_version if state else KAFKA_VERSION,
+            "running_java": state.java if (state and alive) else None,
             "nodes": [{"id": self.node_id, "pid": state.pid if (state and alive) else None,
                        "port": state.port if state else None, "alive": alive}],
             **self.status_extra(),
@@ -302,15 +306,31 @@ class LocalBroker:
                 "Run `kafkalab reset --yes` to wipe it.")
 
     def _format(self, java: Java, jars: list[Path], cluster_id: str) -> None:
+        """`kafka-storage format`, or a copy of what it wrote last time.
+
+        Without format arguments (SCRAM users), format's output is the same for every data dir of a
+        Kafka version (the bootstrap metadata snapshot) except meta.properties' ids: copying it and
+        writing new ids saves a JVM start, about 1-1.5 s of every first `up` (bench/broker_startup.py)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = self._java_cmd(java, jars, "kafka.tools.StorageTool", "format",
-                             f"--cluster-id={cluster_id}", "-c", str(self.config_file),
-                             "--ignore-formatted", *self.format_args(),
-                             heap=["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise BrokerError("formatting the data dir failed:\n"
-                              + (done.stdout + done.stderr).strip()[-2000:])
+        template = cache_root() / "format" / f"kafka-{KAFKA_VERSION}"
+        if not self.format_args() and (template / "meta.properties").exists():
+            for item in template.iterdir():
+                if item.is_dir():
+                    shutil.copytree(item, self.data_dir / item.name, dirs_exist_ok=True)
+            (self.data_dir / "meta.properties").write_text(
+                f"node.id={self.node_id}\ndirectory.id={new_cluster_id()}\nversion=1\ncluster.id={cluster_id}\n")
+        else:
+            cache = jvmcache.plan(java, jars, self.jvm_opts, train=False)
+            cmd = self._java_cmd(java, jars, "kafka.tools.StorageTool", "format",
+                                 f"--cluster-id={cluster_id}", "-c", str(self.config_file),
+                                 "--ignore-formatted", *self.format_args(),
+                                 extra=cache.flags if cache else [])
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise BrokerError("formatting the data dir failed:\n"
+                                  + (done.stdout + done.stderr).strip()[-2000:])
+            if not self.format_args():
+                _save_template(self.data_dir, template)
         (self.data_dir / ".kafkalab-version").write_text(KAFKA_VERSION + "\n")
 
     def up(self, timeout: float = 90.0) -> dict:
@@ -321,21 +341,34 @@ class LocalBroker:
             self._say(f"broker already running (pid {state.pid}) at 127.0.0.1:{state.port}")
             self.wait_ready(state, timeout)
             return self.status()
-        java = find_java()
-        proc, state = self.launch(java, classpath(stream=self.out), *self._choose_ports(state),
-                                  state.cluster_id if state and state.cluster_id else new_cluster_id())
-        port, pending = state.port, _path(state.extra.get("cds_pending"))
-        try:
-            self.wait_ready(state, timeout - (time.monotonic() - t0), proc=proc)
-        except BrokerError:
-            if proc.poll() is None:
-                self._signal(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-            cds.discard(pending)
-            raise
-        self._say(f"Apache Kafka {KAFKA_VERSION} ready at 127.0.0.1:{port} "
+        java, jars = find_java(), classpath(stream=self.out)
+        cluster_id = state.cluster_id if state and state.cluster_id else new_cluster_id()
+        for attempt in (1, 2):
+            proc, state = self.launch(java, jars, *self._choose_ports(state), cluster_id)
+            cache = jvmcache.Plan.from_json(state.extra.get("jvm_cache"))
+            try:
+                self.wait_ready(state, timeout - (time.monotonic() - t0), proc=proc)
+                break
+            except BrokerError:
+                if proc.poll() is None:
+                    self._signal(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+                jvmcache.discard(cache)
+                # a JVM that crashed on a corrupt cache (Java 17 does, on a truncated archive): once more without
+                if attempt == 2 or not self.check_cache(cache, crashed=True):
+                    raise
+        self.check_cache(cache)
+        self._say(f"Apache Kafka {KAFKA_VERSION} ready at 127.0.0.1:{state.port} "
                   f"(pid {proc.pid}, {java}) in {time.monotonic() - t0:.1f} s")
         return self.status()
+
+    def check_cache(self, cache: jvmcache.Plan | None, crashed: bool = False) -> bool:
+        """Delete a start-up cache this start's log says the JVM could not use (it ran, or crashed, without it)."""
+        if jvmcache.check_log(cache, "\n".join(self.start_log()), crashed):
+            self._say(f"the JVM could not use its start-up cache {cache.cache.name} (stale or corrupt): "
+                      "deleted; a fresh one is made after the next clean stop")
+            return True
+        return False
 
     def launch(self, java: Java, jars: list[Path], port: int, cport: int,
                cluster_id: str) -> tuple[subprocess.Popen, State]:
@@ -346,22 +379,18 @@ class LocalBroker:
         (self.dir / "log4j2.properties").write_text(LOG4J2)
         if not (self.data_dir / "meta.properties").exists():
             self._format(java, jars, cluster_id)
-        archive, share, pending = None, [], None
-        if cds.enabled():
-            archive = cds.archive_for(java, jars, self.jvm_opts)
-            share, pending = cds.jvm_flags(archive)
+        cache = jvmcache.plan(java, jars, self.jvm_opts)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             log.write(f"\n=== kafkalab up {time.strftime('%Y-%m-%dT%H:%M:%S')} ===\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                self._java_cmd(java, jars, "kafka.Kafka", str(self.config_file), extra=share),
+                self._java_cmd(java, jars, "kafka.Kafka", str(self.config_file), extra=cache.flags if cache else []),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=self.dir)
         state = State(port=port, controller_port=cport, pid=proc.pid, cluster_id=cluster_id,
                       java=str(java), started_at=time.time(),
-                      extra={"cds_archive": str(archive) if archive else None,
-                             "cds_pending": str(pending) if pending else None})
+                      extra={"jvm_cache": cache.to_json() if cache else None})
         self._save(state)
         return proc, state
 
@@ -371,6 +400,7 @@ class LocalBroker:
         deadline = t0 + max(timeout, 1.0)
         bootstrap = f"127.0.0.1:{state.port}"
         last_error = "no answer yet"
+        import kafka.admin  # noqa: F401  (0.3 s: imported while the JVM starts, not after its port opens)
 
         def ready() -> bool:
             nonlocal last_error
@@ -388,17 +418,21 @@ class LocalBroker:
                 return False
 
         try:
-            wait_until(ready, max(timeout, 1.0), interval=0.2, what="the broker to be ready")
+            # a refused connection costs nothing: look often, the port opens when the broker is ready
+            wait_until(ready, max(timeout, 1.0), interval=0.02, what="the broker to be ready")
         except TimeoutError:
             raise BrokerError(self.diagnose(f"the broker was not ready after {timeout:.0f} s "
                                             f"(last error: {last_error})")) from None
         return time.monotonic() - t0
 
-    def diagnose(self, headline: str, lines: int = 25) -> str:
-        tail = self.log_tail(400)
+    def start_log(self, lines: int = 400) -> list[str]:
+        """The broker log since the last `up` (at most `lines` lines)."""
+        tail = self.log_tail(lines)
         starts = [i for i, line in enumerate(tail) if line.startswith("=== kafkalab up")]
-        tail = tail[starts[-1] + 1:] if starts else tail  # this start only
-        tail = tail[-lines:]
+        return tail[starts[-1] + 1:] if starts else tail
+
+    def diagnose(self, headline: str, lines: int = 25) -> str:
+        tail = self.start_log()[-lines:]
         text = "\n".join(tail)
         causes = [
             ("Address already in use", "port taken: another program listens on a broker port"),
@@ -450,8 +484,8 @@ class LocalBroker:
         return True
 
     def collect(self, state: State) -> None:
-        """After a clean exit: publish the class-data archive it dumped and reap the process."""
-        cds.adopt(_path(state.extra.get("cds_pending")), _path(state.extra.get("cds_archive")))
+        """After a clean exit: publish (or start building) the JVM's start-up cache, and reap the process."""
+        jvmcache.adopt(jvmcache.Plan.from_json(state.extra.get("jvm_cache")))
         _reap(state.pid)
 
     def kill(self) -> bool:
@@ -466,7 +500,7 @@ class LocalBroker:
             return not self.alive(state)
 
         wait_until(gone, 10, what=f"the killed broker (pid {state.pid}) to exit")
-        cds.discard(_path(state.extra.get("cds_pending")))
+        jvmcache.discard(jvmcache.Plan.from_json(state.extra.get("jvm_cache")))
         return True
 
     def reset(self) -> None:
@@ -476,8 +510,14 @@ class LocalBroker:
             shutil.rmtree(self.dir)
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+def _save_template(data_dir: Path, template: Path) -> None:
+    """Keep a just-formatted data dir's metadata (not its ids) for the next format to copy."""
+    tmp = template.with_name(f"{template.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copytree(data_dir, tmp, ignore=shutil.ignore_patterns(".kafkalab-version"))
+        os.replace(tmp, template)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)   # another broker saved it first, or the cache is read-only
 
 
 def new_cluster_id() -> str:
@@ -499,30 +539,55 @@ def _reap(pid: int) -> None:
 
 def round_trip(bootstrap: str, timeout_s: float = 15.0, topic: str = HEALTH_TOPIC,
                replication_factor: int = 1, **security) -> None:
-    """describe_cluster sees a broker, then one record goes through produce (acks=all) and consume."""
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    """describe_cluster sees a broker, then one record is produced (acks=all) and fetched back.
+
+    All through one admin client's connections: a KafkaProducer and a KafkaConsumer would each
+    bootstrap again, about 0.4 s of a start's 1-2 s. The produce and fetch requests are kafka-python's
+    own, sent as kafkalab.read sends its fetches (tests/unit/test_compat.py pins the version)."""
+    from kafka import KafkaAdminClient
+    from kafka.protocol.consumer.fetch import FetchRequest
+    from kafka.protocol.producer.produce import ProduceRequest
+    from kafka.record.memory_records import MemoryRecordsBuilder
+    from kafka.errors import for_code
 
     ms = int(timeout_s * 1000)
-    common = dict(bootstrap_servers=bootstrap, bootstrap_timeout_ms=ms,
-                  request_timeout_ms=min(ms, 10000), **security)
-    with KafkaAdminClient(**common) as admin:
+    token = uuid.uuid4().hex.encode()
+    with KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=ms,
+                          request_timeout_ms=min(ms, 10000), **security) as admin:
         cluster = admin.describe_cluster()
         if not cluster.get("brokers"):
             raise BrokerError(f"describe_cluster lists no broker: {cluster}")
-        admin.create_topics({topic: {"num_partitions": 1, "replication_factor": replication_factor}},
-                            raise_errors=False, wait_for_metadata=True)
-    token = uuid.uuid4().hex.encode()
-    with KafkaProducer(**common) as producer:
-        meta = producer.send(topic, token).get(timeout=timeout_s)
-    tp = TopicPartition(topic, meta.partition)
-    with KafkaConsumer(**common, enable_auto_commit=False) as consumer:
-        consumer.assign([tp])
-        consumer.seek(tp, meta.offset)
-        def found() -> bool:
-            return any(r.value == token for records in consumer.poll(timeout_ms=500).values()
-                       for r in records)
+        described = admin.describe_topics([topic])[0]
+        if described["error_code"]:         # a new data dir: make the topic (a restart has it)
+            admin.create_topics({topic: {"num_partitions": 1, "replication_factor": replication_factor}},
+                                raise_errors=False, wait_for_metadata=True)
+            described = admin.describe_topics([topic])[0]
+        leader = described["partitions"][0]["leader_id"]
+        batch = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1024)
+        batch.append(int(time.time() * 1000), None, token)
+        batch.close()
+        produce = ProduceRequest(acks=-1, timeout_ms=min(ms, 10000), transactional_id=None, topic_data=[
+            ProduceRequest.TopicProduceData(name=topic, partition_data=[
+                ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch.buffer())])],
+            min_version=3, max_version=9)
 
-        try:
-            wait_until(found, timeout_s, interval=0, what="the record just produced")
-        except TimeoutError:
-            raise BrokerError("produced a record but could not consume it back") from None
+        def send(request):
+            async def go():
+                return await admin._manager.send(request, node_id=leader, request_timeout_ms=min(ms, 10000))
+            return admin._manager.run(go)
+
+        part = send(produce).responses[0].partition_responses[0]
+        if part.error_code:
+            raise for_code(part.error_code)(f"producing the health record to {topic}")
+        fetch = FetchRequest(
+            max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, isolation_level=0, session_id=0, session_epoch=-1,
+            forgotten_topics_data=[], rack_id="", topics=[FetchRequest.FetchTopic(topic=topic, partitions=[
+                FetchRequest.FetchTopic.FetchPartition(
+                    partition=0, current_leader_epoch=-1, fetch_offset=part.base_offset, last_fetched_epoch=-1,
+                    partition_max_bytes=1 << 20)])],
+            min_version=4, max_version=12)
+        got = send(fetch).responses[0].partitions[0]
+        if got.error_code:
+            raise for_code(got.error_code)(f"fetching the health record from {topic}")
+        if token not in bytes(got.records or b""):
+            raise BrokerError("produced a record but could not fetch it back")

@@ -119,9 +119,9 @@ def test_no_such_node(tmp_path):
 
 def test_kafkalab_jvm_opts_are_added_to_every_profiles_jvm(tmp_path, monkeypatch):
     from kafkalab.broker.cluster import ClusterNode
-    monkeypatch.setenv("KAFKALAB_JVM_OPTS", "-XX:TieredStopAtLevel=1  -Dlab.note='two words'")
+    monkeypatch.setenv("KAFKALAB_JVM_OPTS", "-Xmx1g  -Dlab.note='two words'")
     for broker in (LocalBroker(home=tmp_path), ClusterNode(1, home=tmp_path)):
-        assert broker.jvm_opts[-2:] == ["-XX:TieredStopAtLevel=1", "-Dlab.note=two words"]
+        assert broker.jvm_opts[-2:] == ["-Xmx1g", "-Dlab.note=two words"]
         assert "-XX:+UseG1GC" in broker.jvm_opts          # added to, not instead of, the defaults
     monkeypatch.delenv("KAFKALAB_JVM_OPTS")
     assert LocalBroker(home=tmp_path).jvm_opts == JVM_OPTS

@@ -54,3 +54,27 @@ def test_a_tampered_jar_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(jars, "read_lock", lambda: [dep])
     with pytest.raises(jars.JarsError, match="does not match the locked sha256"):
         jars.classpath()
+
+
+def test_verified_jars_are_not_hashed_again_until_one_changes(tmp_path, monkeypatch):
+    monkeypatch.delenv("KAFKA_HOME", raising=False)
+    monkeypatch.setenv("M2_REPO", str(tmp_path / "m2"))
+    monkeypatch.setenv("KAFKALAB_CACHE_DIR", str(tmp_path / "cache"))
+    dep = jars.read_lock()[0]
+    target = tmp_path.joinpath("m2", *dep.group.split("."), dep.artifact, dep.version, dep.filename)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"a jar")
+    dep = jars.Locked(dep.group, dep.artifact, dep.version, jars._sha256(target))
+    monkeypatch.setattr(jars, "read_lock", lambda: [dep])
+    assert jars.classpath() == [target]
+
+    sha256 = jars._sha256
+
+    def no_hashing(path):
+        raise AssertionError(f"hashed {path} again although it did not change")
+    monkeypatch.setattr(jars, "_sha256", no_hashing)
+    assert jars.classpath() == [target]
+    monkeypatch.setattr(jars, "_sha256", sha256)
+    target.write_bytes(b"a tampered jar")            # a new size: checked again, and refused
+    with pytest.raises(jars.JarsError, match="does not match the locked sha256"):
+        jars.classpath()
