@@ -82,7 +82,7 @@ GROUPS = {"test_cluster.py": "cluster", "15_failure_lab.ipynb": "cluster",
 COST = {"cluster": 300, "test_browser.py": 230, "local-brokers": 170, "secure": 75,
         "13_web_analytics.ipynb": 60, "09_performance.ipynb": 45, "00b_live_lab.ipynb": 40,
         "02_consumers.ipynb": 40, "16_ad_hoc_analytics.ipynb": 75, "test_read.py": 35,
-        "test_lag_history.py": 45}
+        "test_lag_history.py": 45, "test_startup.py": 110}
 
 
 def group_of(nodeid: str) -> str:

@@ -39,7 +39,7 @@ def cache_dir() -> Path:
 
 def enabled() -> bool:
     """KAFKALAB_JVM_CACHE=0 turns both kinds off (for measuring what they give)."""
-    return os.environ.get("KAFKALAB_JVM_CACHE", os.environ.get("KAFKALAB_CDS", "1")) != "0"
+    return os.environ.get("KAFKALAB_JVM_CACHE", "1") != "0"
 
 
 @dataclass
