@@ -59,8 +59,8 @@ def _stop(broker) -> str:
     pids = [n["pid"] for n in broker.status()["nodes"] if n["alive"]]
     if not broker.down():
         return f"no {broker.profile} broker running"
-    what = "broker" if broker.profile != "cluster" else f"cluster node{'s' if len(pids) > 1 else ''}"
-    return f"stopped {broker.profile} {what} (pid {', '.join(map(str, pids))})"
+    what = f"{broker.profile} broker" if broker.profile != "cluster" else f"cluster node{'s' * (len(pids) > 1)}"
+    return f"stopped {what} (pid {', '.join(map(str, pids))})"
 
 
 def cmd_down(args) -> int:

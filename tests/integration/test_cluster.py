@@ -100,3 +100,21 @@ def test_read_fetches_every_partition_from_its_own_leader(cluster):
             p.send("cluster-read", value=json.dumps({"i": i}).encode(), partition=i % 6)
     df = kafkalab.read("cluster-read", bootstrap_servers=cluster.bootstrap)
     assert sorted(df["i"]) == list(range(60)) and sorted(set(df["partition"])) == list(range(6))
+
+
+def test_down_kills_a_node_stranded_without_a_controller_quorum_and_up_recovers(cluster):
+    """Nodes 1 and 2 stop one by one (each with a quorum to grant its controlled shutdown); node 3,
+    alone, can never be granted its own: down() kills it after the grace instead of waiting out the
+    timeout, and the next up() recovers all three."""
+    import io
+    assert cluster.stop_node(1) and cluster.stop_node(2)
+    out, cluster.out = cluster.out, io.StringIO()
+    try:
+        assert cluster.down(timeout=120, stranded_grace=2)
+        said = cluster.out.getvalue()
+    finally:
+        cluster.out = out
+    assert "node 3 was still waiting for a controlled shutdown" in said and "did not stop in" not in said
+    assert not any(node.alive() for node in cluster.nodes())
+    cluster.up(timeout=180)
+    assert cluster.status()["running"]
