@@ -147,7 +147,7 @@ def cmd_status(args) -> int:
             _print_status(status)
         where = f"{java['error']}" if "error" in java else f"Java {java['full_version'] or java['version']} " \
             f"from {java['source']} ({java['path']})"
-        print(f"\nnext up:   {where}\nlag watch: {_watch_line(watcher)}")
+        print(f"\nup uses:   {where}\nlag watch: {_watch_line(watcher)}")
     return 0 if any(s["running"] for s in statuses) else 3
 
 

