@@ -59,10 +59,8 @@ class ClusterNode(LocalBroker):
             "share.coordinator.state.topic.min.isr": 2,
             # a follower that stops fetching leaves the ISR in ~5 s instead of 30 s
             "replica.lag.time.max.ms": 5000,
-            # a killed node is declared dead after 4 s of missed heartbeats instead of 9 s, so its
-            # leaderships move while a learner watches (heartbeats every second instead of 2)
-            "broker.session.timeout.ms": 4000,
-            "broker.heartbeat.interval.ms": 1000,
+            # (broker.session.timeout.ms 4 s, heartbeats every second, from LocalBroker: a killed node is
+            # declared dead after 4 s instead of 9 s, so its leaderships move while a learner watches)
             "num.network.threads": 1,
             "num.io.threads": 2,
         }
@@ -286,7 +284,7 @@ class Cluster:
             node._signal(state.pid, signal.SIGTERM)
         deadline, alone_since = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
-            alive = [(node, state) for node, state in nodes if node.alive(state)]
+            alive = [(node, state) for node, state in nodes if not node.gone(state)]
             if not alive:
                 break
             if len(alive) == 1 and len(NODES) > 1:
@@ -300,7 +298,7 @@ class Cluster:
                     break
             time.sleep(0.1)
         for node, state in nodes:
-            if node.alive(state):
+            if not node.gone(state):
                 self._say(f"node {node.node_id} did not stop in {timeout:.0f} s; killing pid {state.pid}")
                 node.kill()
             else:

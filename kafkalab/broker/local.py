@@ -119,13 +119,35 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
         return True
     try:
         if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            # exited, and its parent (or a non-reaping init) has not collected it; but a killed JVM's
-            # main thread shows Z while its other threads still exit, holding the sockets: not gone yet
-            return len(os.listdir(proc / "task")) > 1
+            return False  # exited, or exiting (see pid_gone); its parent has not collected it
         cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
     return marker is None or marker in cmdline
+
+
+def pid_gone(pid: int | None, marker: str | None = None) -> bool:
+    """Exited entirely, so its ports and files are free: stricter than `not pid_alive`. A killed JVM's
+    main thread shows as a zombie, and its command line reads empty, while its other threads still
+    exit holding the broker's sockets (for about 50 ms; a restart then found its port taken)."""
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():  # not Linux: the signal check is all there is
+        return False
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return len(os.listdir(proc / "task")) <= 1
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return True
+    return bool(cmdline) and marker is not None and marker not in cmdline     # its pid reused by another program
 
 
 @dataclass
@@ -183,6 +205,10 @@ class LocalBroker:
     def alive(self, state: State | None = None) -> bool:
         state = state or self.state()
         return bool(state) and pid_alive(state.pid, str(self.config_file))
+
+    def gone(self, state: State) -> bool:
+        """Its JVM has exited entirely (a stopping one is no longer alive() before that)."""
+        return pid_gone(state.pid, str(self.config_file))
 
     @property
     def bootstrap(self) -> str:
@@ -257,6 +283,10 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": 1,
             "share.coordinator.state.topic.min.isr": 1,
             "group.initial.rebalance.delay.ms": 0,  # 3 s by default on every first join
+            # a broker restarted after a crash (kill -9) cannot register again until its old session
+            # expires (DuplicateBrokerRegistrationException): 4 s instead of 9 s, heartbeats every second
+            "broker.session.timeout.ms": 4000,
+            "broker.heartbeat.interval.ms": 1000,
             "num.network.threads": 2,
             "num.io.threads": 2,
             "background.threads": 2,
@@ -485,7 +515,7 @@ class LocalBroker:
             return False
         self._signal(state.pid, signal.SIGTERM)
         try:
-            wait_until(lambda: not self.alive(state), timeout, interval=0.1, what="the broker to exit")
+            wait_until(lambda: self.gone(state), timeout, interval=0.1, what="the broker to exit")
             self.collect(state)
         except TimeoutError:
             self._say(f"broker did not stop in {timeout:.0f} s; killing pid {state.pid}")
@@ -510,7 +540,7 @@ class LocalBroker:
 
         def gone() -> bool:
             _reap(state.pid)
-            return not self.alive(state)
+            return self.gone(state)
 
         wait_until(gone, 10, what=f"the killed broker (pid {state.pid}) to exit")
         jvmcache.discard(jvmcache.Plan.from_json(state.extra.get("jvm_cache")))

@@ -1,7 +1,11 @@
 """The broker's configuration, preflight checks and failure diagnosis, without starting it."""
+import os
+from pathlib import Path
+
 import pytest
 
 from kafkalab.broker.local import JVM_OPTS, BrokerError, LocalBroker, free_port, port_free
+from kafkalab.runtime import wait_until
 
 
 def props(text):
@@ -125,3 +129,22 @@ def test_kafkalab_jvm_opts_are_added_to_every_profiles_jvm(tmp_path, monkeypatch
         assert "-XX:+UseG1GC" in broker.jvm_opts          # added to, not instead of, the defaults
     monkeypatch.delenv("KAFKALAB_JVM_OPTS")
     assert LocalBroker(home=tmp_path).jvm_opts == JVM_OPTS
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_process_is_gone_only_once_it_has_exited_and_a_reused_pid_is_not_ours():
+    import subprocess
+    import sys
+    from kafkalab.broker.local import pid_alive, pid_gone
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(child.pid, "time.sleep") and not pid_gone(child.pid, "time.sleep")
+        child.kill()
+        wait_until(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 10)
+        assert not pid_alive(child.pid, "time.sleep")      # a zombie is not running...
+        assert pid_gone(child.pid, "time.sleep")          # ...and, single-threaded, nothing of it is left
+    finally:
+        child.wait()
+    assert pid_gone(child.pid) and pid_gone(None)
+    assert pid_gone(os.getpid(), "a marker not in this command line")     # a pid reused by another program
+    assert not pid_gone(os.getpid(), "python")
