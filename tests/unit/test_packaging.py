@@ -50,7 +50,8 @@ def test_compose_tunes_the_broker_like_kafkalab():
                 LocalBroker(home="/nonexistent").render_config(9092, 9093).splitlines())
     for key in ("process.roles", "offsets.topic.replication.factor", "offsets.topic.num.partitions",
                 "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
-                "group.initial.rebalance.delay.ms", "num.partitions", "auto.create.topics.enable"):
+                "group.initial.rebalance.delay.ms", "num.partitions", "auto.create.topics.enable",
+                "log.cleaner.backoff.ms", "log.retention.check.interval.ms"):
         assert p[key] == ours[key], key
 
 
