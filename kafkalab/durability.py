@@ -44,16 +44,28 @@ def partition_leader(admin, topic: str, partition: int = 0) -> int:
     raise KeyError(f"{topic}/{partition} not found")
 
 
-def wait_isr(admin, topic: str, size: int, timeout: float = 60.0) -> None:
-    """Until every partition of `topic` has `size` in-sync replicas (a restarted node caught up)."""
+def wait_isr(admin, topic: str, size: int | None = None, timeout: float = 60.0,
+             isr: list[int] | None = None) -> None:
+    """Until every partition of `topic` has `size` in-sync replicas (a restarted node caught up),
+    or exactly the nodes `isr` (a stopped node dropped out). A request that meets a node killed a
+    moment ago fails with a connection error: the admin client then asks another node."""
+    from kafka.errors import KafkaConnectionError
+    if (size is None) == (isr is None):
+        raise ValueError("give size or isr")
     last: list = []
 
-    def full():
-        last[:] = admin.describe_topics([topic])[0]["partitions"]
+    def reached():
+        try:
+            last[:] = admin.describe_topics([topic])[0]["partitions"]
+        except KafkaConnectionError:
+            return False
+        if isr is not None:
+            return last and all(sorted(p["isr_nodes"]) == sorted(isr) for p in last)
         return last and all(len(p["isr_nodes"]) >= size for p in last)
 
-    wait_until(full, timeout, interval=0.3,
-               what=lambda: f"{topic} to have {size} in-sync replicas (ISR now {[p['isr_nodes'] for p in last]})")
+    goal = f"{size} in-sync replicas" if isr is None else f"ISR {sorted(isr)}"
+    wait_until(reached, timeout, interval=0.3,
+               what=lambda: f"{topic} to have {goal} (ISR now {[p['isr_nodes'] for p in last]})")
 
 
 def read_all(topic: str, connect: dict, partition: int = 0, timeout: float = 30.0) -> list[int]:

@@ -120,11 +120,17 @@ def lag(group: str, **overrides) -> pd.DataFrame:
 
 
 def recreate_topic(name: str, partitions: int = 1, replication_factor: int = 1,
-                   timeout: float = 30.0, client: dict | None = None, **topic_configs) -> str:
+                   timeout: float = 30.0, client: dict | None = None,
+                   assignments: dict[int, list[int]] | None = None, **topic_configs) -> str:
     """Delete `name` if it exists and create it empty: notebooks stay safe to re-run.
-    Topic configs as keywords (min_insync_replicas=2); `client` overrides the connection."""
+    Topic configs as keywords (min_insync_replicas=2); `client` overrides the connection;
+    `assignments` ({partition: [node ids]}, preferred leader first) places the replicas
+    yourself, instead of `partitions` and `replication_factor`."""
     configs = {k.replace("_", "."): str(v) for k, v in topic_configs.items()}
-    spec = {"num_partitions": partitions, "replication_factor": replication_factor}
+    if assignments:
+        spec = {"assignments": {int(p): [int(n) for n in nodes] for p, nodes in assignments.items()}}
+    else:
+        spec = {"num_partitions": partitions, "replication_factor": replication_factor}
     if configs:
         spec["configs"] = configs
 
