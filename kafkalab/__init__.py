@@ -22,7 +22,7 @@ _WHERE = {
     "ensure_broker": "config",
     "lag": "explore", "peek": "explore", "topics": "explore", "recreate_topic": "explore",
     "TopicNotFound": "explore",
-    "read": "reader", "profile": "profiling", "Browser": "browser",
+    "read": "reader", "profile": "profiling", "Browser": "browser", "segments": "segments",
     "lag_history": "laghistory", "lag_history_chart": "laghistory", "watch": "laghistory",
     "RateProducer": "producers",
     "ProducerPanel": "widgets",
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from .profiling import profile  # noqa: F401
     from .reader import read  # noqa: F401
     from .runtime import stop_all, wait_until  # noqa: F401
+    from .segments import segments  # noqa: F401
     from .widgets import ProducerPanel  # noqa: F401
     from .windows import EventTimeWindows, Hopping, SessionWindows, Tumbling  # noqa: F401
 

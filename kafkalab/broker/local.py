@@ -293,7 +293,8 @@ class LocalBroker:
             "num.recovery.threads.per.data.dir": 1,
             "log.cleaner.dedupe.buffer.size": 16777216,
             "log.cleaner.backoff.ms": 1000,   # 15 s by default: compaction is watched within a cell
-            "log.retention.check.interval.ms": 1000,   # 5 min by default: so is retention
+            "log.retention.check.interval.ms": 1000,   # 5 min by default: so is retention,
+            "log.initial.task.delay.ms": 1000,          # whose first check waits 30 s after start by default
             "log.retention.hours": 168,
             # explicit topics: a typo fails loudly instead of creating a stray topic
             "auto.create.topics.enable": "false",

@@ -30,7 +30,7 @@ def test_no_broker_says_how_to_start_one(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("call", [kafkalab.topics, lambda: kafkalab.peek("t"),
-                                  lambda: kafkalab.lag("g")])
+                                  lambda: kafkalab.lag("g"), lambda: kafkalab.segments("t")])
 def test_helpers_fail_clearly_on_an_unreachable_broker(monkeypatch, call):
     from kafkalab.broker.local import free_port
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
@@ -43,7 +43,7 @@ def test_public_surface_is_small():
                                      "LocalBroker", "bootstrap", "client_config",
                                      "ensure_broker", "lag", "peek", "topics", "stop_all",
                                      "RateProducer", "ProducerPanel", "LiveConsumer"}
-    assert len(kafkalab.__all__) <= 37  # a guard: grow the surface deliberately (37 with the analytics half)
+    assert len(kafkalab.__all__) <= 38  # a guard: grow the surface deliberately (37 with the analytics half, + segments)
     assert all(hasattr(kafkalab, name) for name in kafkalab.__all__)
 
 

@@ -51,7 +51,8 @@ def test_compose_tunes_the_broker_like_kafkalab():
     for key in ("process.roles", "offsets.topic.replication.factor", "offsets.topic.num.partitions",
                 "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
                 "group.initial.rebalance.delay.ms", "num.partitions", "auto.create.topics.enable",
-                "log.cleaner.backoff.ms", "log.retention.check.interval.ms"):
+                "log.cleaner.backoff.ms", "log.retention.check.interval.ms",
+                "log.initial.task.delay.ms"):
         assert p[key] == ours[key], key
 
 
