@@ -80,7 +80,7 @@ GROUPS = {"test_cluster.py": "cluster", "15_failure_lab.ipynb": "cluster",
           "test_secure.py": "secure", "08_security.ipynb": "secure",
           "test_lifecycle.py": "local-brokers", "test_reliability.py": "local-brokers"}
 COST = {"cluster": 330, "test_browser.py": 230, "05b_log_lifecycle.ipynb": 130, "local-brokers": 170, "secure": 75,
-        "13_web_analytics.ipynb": 60, "09_performance.ipynb": 45, "00b_live_lab.ipynb": 40,
+        "13_web_analytics.ipynb": 60, "09_performance.ipynb": 125, "00b_live_lab.ipynb": 40,
         "02_consumers.ipynb": 40, "16_ad_hoc_analytics.ipynb": 75, "test_read.py": 35,
         "test_lag_history.py": 45, "test_startup.py": 110}
 

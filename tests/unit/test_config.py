@@ -43,7 +43,7 @@ def test_public_surface_is_small():
                                      "LocalBroker", "bootstrap", "client_config",
                                      "ensure_broker", "lag", "peek", "topics", "stop_all",
                                      "RateProducer", "ProducerPanel", "LiveConsumer"}
-    assert len(kafkalab.__all__) <= 38  # a guard: grow the surface deliberately (37 with the analytics half, + segments)
+    assert len(kafkalab.__all__) <= 38  # a guard: grow the surface deliberately (37 with the analytics half; segments)
     assert all(hasattr(kafkalab, name) for name in kafkalab.__all__)
 
 
