@@ -79,7 +79,8 @@ def _with_second_runs(items: list) -> list:
 GROUPS = {"test_cluster.py": "cluster", "15_failure_lab.ipynb": "cluster",
           "test_secure.py": "secure", "08_security.ipynb": "secure",
           "test_lifecycle.py": "local-brokers", "test_reliability.py": "local-brokers"}
-COST = {"cluster": 330, "test_browser.py": 230, "local-brokers": 170, "05b_log_lifecycle.ipynb": 130,
+COST = {"cluster": 330, "test_browser.py": 230, "local-brokers": 170, "04b_consumer_groups.ipynb": 140,
+        "05b_log_lifecycle.ipynb": 130,
         "09_performance.ipynb": 125, "test_startup.py": 110, "12_task_queue.ipynb": 90,
         "11_log_aggregation.ipynb": 85, "00b_live_lab.ipynb": 80, "13_web_analytics.ipynb": 80, "secure": 75,
         "10_streaming.ipynb": 75, "16_ad_hoc_analytics.ipynb": 75, "14_replication.ipynb": 55,

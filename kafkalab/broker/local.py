@@ -283,6 +283,13 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": 1,
             "share.coordinator.state.topic.min.isr": 1,
             "group.initial.rebalance.delay.ms": 0,  # 3 s by default on every first join
+            # KIP-848 consumer groups and KIP-932 share groups: the broker sets the heartbeat interval, and a
+            # member learns of a new target assignment only at its next heartbeat: 1 s instead of 5 s, as
+            # fast as the classic-protocol clients here heartbeat (04b_consumer_groups compares them)
+            "group.consumer.heartbeat.interval.ms": 1000,
+            "group.consumer.min.heartbeat.interval.ms": 1000,
+            "group.share.heartbeat.interval.ms": 1000,
+            "group.share.min.heartbeat.interval.ms": 1000,
             # a broker restarted after a crash (kill -9) cannot register again until its old session
             # expires (DuplicateBrokerRegistrationException): 4 s instead of 9 s, heartbeats every second
             "broker.session.timeout.ms": 4000,

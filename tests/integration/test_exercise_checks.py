@@ -8,9 +8,11 @@ import time
 import nbformat
 import pandas as pd
 import pytest
-from kafka import JsonSerializer, KafkaConsumer, KafkaProducer
+from kafka import (AsyncConsumerRebalanceListener, ConsumerRebalanceListener, JsonSerializer, KafkaConsumer,
+                   KafkaProducer, OffsetAndMetadata)
 
 import kafkalab
+from kafkalab.groups import ListenerFailed, handover
 
 pytestmark = pytest.mark.integration
 NOTEBOOKS = __import__("pathlib").Path(__file__).resolve().parents[2] / "notebooks"
@@ -241,3 +243,54 @@ def test_05b_check_explains_a_tombstone_kept_or_decoded(broker, mistake, message
                  "latest_state": _latest_state_with(**mistake)}
     with pytest.raises(AssertionError, match=message):
         exec(check_cell("05b_log_lifecycle.ipynb"), namespace)
+
+
+@pytest.fixture(scope="module")
+def namespace_04b(broker):
+    topic = kafkalab.recreate_topic("exercise-04b", partitions=2)
+    with KafkaProducer(**kafkalab.client_config()) as p:
+        for i in range(40):
+            p.send(topic, str(i).encode(), partition=i % 2)
+    return {"kafkalab": kafkalab, "HANDOVER": topic, "handover": handover, "ListenerFailed": ListenerFailed,
+            "uuid": __import__("uuid"), "OffsetAndMetadata": OffsetAndMetadata,
+            "AsyncConsumerRebalanceListener": AsyncConsumerRebalanceListener}
+
+
+class NoCommit(AsyncConsumerRebalanceListener):
+    def __init__(self, consumer, processed):
+        self.consumer, self.processed = consumer, processed
+
+    async def on_partitions_revoked(self, revoked):
+        pass
+
+    async def on_partitions_assigned(self, assigned):
+        pass
+
+
+class BlockingCommit(ConsumerRebalanceListener):
+    def __init__(self, consumer, processed):
+        self.consumer, self.processed = consumer, processed
+
+    def on_partitions_revoked(self, revoked):
+        self.consumer.commit({tp: OffsetAndMetadata(self.processed[tp], "", -1)
+                              for tp in revoked if tp in self.processed})
+
+    def on_partitions_assigned(self, assigned):
+        pass
+
+
+def test_04b_check_says_nothing_was_committed_on_revoke(namespace_04b):
+    with pytest.raises(AssertionError, match="nothing was committed for partition"):
+        exec(check_cell("04b_consumer_groups.ipynb"), {**namespace_04b, "CommitOnRevoke": NoCommit})
+
+
+def test_04b_check_explains_a_blocking_commit_inside_the_listener(namespace_04b):
+    with pytest.raises(AssertionError, match="AsyncConsumerRebalanceListener"):
+        exec(check_cell("04b_consumer_groups.ipynb"), {**namespace_04b, "CommitOnRevoke": BlockingCommit})
+
+
+def test_04b_check_passes_the_solution(namespace_04b):
+    solution, check = solution_cell("04b_consumer_groups.ipynb"), check_cell("04b_consumer_groups.ipynb")
+    ns = dict(namespace_04b)
+    exec(solution, ns)
+    exec(check, ns)
