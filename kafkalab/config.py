@@ -66,6 +66,24 @@ def client_config(**overrides) -> dict:
     return config
 
 
+# client_config()'s connection settings in librdkafka's names (confluent-kafka)
+RDKAFKA_NAMES = {
+    "bootstrap_servers": "bootstrap.servers", "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism", "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password", "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location", "ssl_keyfile": "ssl.key.location",
+}
+
+
+def confluent_config(**overrides) -> dict:
+    """The connection client_config() gives kafka-python, for confluent-kafka (librdkafka's names);
+    `overrides` in librdkafka's names ("group.id", "group.protocol"...)."""
+    ours = client_config()
+    config = {RDKAFKA_NAMES[key]: value for key, value in ours.items() if key in RDKAFKA_NAMES}
+    config.update(overrides)
+    return config
+
+
 def group_consumer(*topics: str, group_id: str, from_beginning: bool = True, **overrides):
     """A KafkaConsumer in `group_id` with the lab's group settings: short session timeout, no
     auto-commit (the caller commits what it has processed), the earliest offset for a new group

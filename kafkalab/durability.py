@@ -44,7 +44,7 @@ def partition_leader(admin, topic: str, partition: int = 0) -> int:
     raise KeyError(f"{topic}/{partition} not found")
 
 
-def wait_isr(admin, topic: str, size: int | None = None, timeout: float = 60.0,
+def wait_isr(admin, topic: str, size: int | None = None, *, timeout: float = 60.0,
              isr: list[int] | None = None) -> None:
     """Until every partition of `topic` has `size` in-sync replicas (a restarted node caught up),
     or exactly the nodes `isr` (a stopped node dropped out). A request that meets a node killed a

@@ -127,6 +127,9 @@ def recreate_topic(name: str, partitions: int = 1, replication_factor: int = 1,
     `assignments` ({partition: [node ids]}, preferred leader first) places the replicas
     yourself, instead of `partitions` and `replication_factor`."""
     configs = {k.replace("_", "."): str(v) for k, v in topic_configs.items()}
+    if assignments and (partitions, replication_factor) != (1, 1):
+        raise ValueError("give assignments or partitions and replication_factor, not both: the assignments "
+                         "say how many partitions and replicas there are")
     if assignments:
         spec = {"assignments": {int(p): [int(n) for n in nodes] for p, nodes in assignments.items()}}
     else:

@@ -12,13 +12,13 @@ is created, polled and closed by its member's one thread.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Callable, Iterable
 
 import pandas as pd
 
+from .config import confluent_config
 from .runtime import Worker, wait_until
 
 EVENT_COLUMNS = ["group", "member", "t", "kind", "partitions", "owned"]
@@ -228,7 +228,15 @@ def timeline_figure(ownership: pd.DataFrame, batches: pd.DataFrame, marks: pd.Da
 # -- members ---------------------------------------------------------------------------------------
 class KafkaPythonMember(Worker):
     """One kafka-python consumer of `group_id` on `topic`, recording into `timeline` until stopped.
-    `consumer_config` goes to KafkaConsumer (partition_assignment_strategy, group_instance_id...)."""
+
+    Parameters
+    ----------
+    topic, group_id : what it subscribes to, and in which group.
+    timeline : the Timeline its assignments, revocations and consumed records go to.
+    member : its name in the timeline ("A", "B"...).
+    label : the timeline's name for the group (default: group_id), so runs of several groups line up.
+    **consumer_config : KafkaConsumer settings (partition_assignment_strategy, group_instance_id...).
+    """
 
     def __init__(self, topic: str, group_id: str, timeline: Timeline, member: str,
                  label: str | None = None, **consumer_config):
@@ -271,22 +279,15 @@ class KafkaPythonMember(Worker):
         self.timeline.left(self.label, self.member)
 
 
-def confluent_config(**overrides) -> dict:
-    """librdkafka settings for the lab's broker (or KAFKA_BOOTSTRAP_SERVERS and KAFKA_SECURITY_*)."""
-    from .config import bootstrap
-    config = {"bootstrap.servers": bootstrap()}
-    for env, key in {"KAFKA_SECURITY_PROTOCOL": "security.protocol", "KAFKA_SASL_MECHANISM": "sasl.mechanism",
-                     "KAFKA_SASL_USERNAME": "sasl.username", "KAFKA_SASL_PASSWORD": "sasl.password",
-                     "KAFKA_SSL_CAFILE": "ssl.ca.location"}.items():
-        if os.environ.get(env):
-            config[key] = os.environ[env]
-    config.update(overrides)
-    return config
-
-
 class ConfluentMember(Worker):
     """One confluent-kafka consumer of `group_id` on `topic`, recording into `timeline` until stopped.
-    `protocol`: "consumer" (KIP-848) or "classic"; `config`: more librdkafka settings."""
+
+    Parameters
+    ----------
+    topic, group_id, timeline, member, label : as for KafkaPythonMember.
+    protocol : "consumer" (KIP-848, the broker assigns) or "classic".
+    **config : more librdkafka settings, in its names ("partition.assignment.strategy"...).
+    """
 
     def __init__(self, topic: str, group_id: str, timeline: Timeline, member: str, protocol: str = "consumer",
                  label: str | None = None, **config):
@@ -319,6 +320,8 @@ class ConfluentMember(Worker):
                 counts: dict[int, int] = {}
                 for msg in consumer.consume(num_messages=500, timeout=0.1):
                     if msg.error():
+                        if msg.error().fatal():   # e.g. a protocol the broker refuses: fail, do not spin
+                            raise RuntimeError(f"{self.name}: {msg.error()}")
                         continue          # partition EOF and transient errors: librdkafka retries
                     counts[msg.partition()] = counts.get(msg.partition(), 0) + 1
                 self.consumed += sum(counts.values())
@@ -329,10 +332,17 @@ class ConfluentMember(Worker):
 
 
 class ShareMember(Worker):
-    """One confluent-kafka ShareConsumer of share group `group_id` on `topic` (KIP-932): it acknowledges
-    each record explicitly with `decide(value, delivery_count)` -> "accept" | "release" | "reject",
-    after `work_s` seconds of "processing", and keeps (value, partition, offset, delivery_count, decision)
-    in `log` until stopped."""
+    """One confluent-kafka ShareConsumer of share group `group_id` on `topic` (KIP-932), acknowledging
+    each record itself; it keeps (value, partition, offset, delivery_count, decision) in `log` until stopped.
+
+    Parameters
+    ----------
+    topic, group_id : what it reads, and in which share group.
+    member : its name in `log`.
+    decide : decide(value, delivery_count) -> "accept" | "release" (deliver again) | "reject" (never again).
+    work_s : seconds of "processing" per record before it decides.
+    **config : more librdkafka settings, in its names.
+    """
 
     def __init__(self, topic: str, group_id: str, member: str,
                  decide: Callable[[bytes, int], str] = lambda value, count: "accept",

@@ -34,9 +34,10 @@ def _state(name: str) -> str | None:
 def segments(topic: str, partition: int = 0, **overrides) -> pd.DataFrame:
     """The segment files of `topic`/`partition` on every node that holds a replica, oldest first.
 
-    state: "active" for the segment being written (the newest live one: never deleted by retention
-    nor compacted), "live", "deleting" (retention or compaction dropped it; the file goes after
-    file.delete.delay.ms) or "compacting". `overrides` go to the admin client (bootstrap_servers=...).
+    state: "active" for the segment being written (the newest live one: the cleaner never compacts it,
+    and retention closes it before deleting it), "live", "deleting" (retention or compaction dropped it;
+    the file goes after file.delete.delay.ms) or "compacting". `overrides` go to the admin client
+    (bootstrap_servers=...).
     """
     with _admin(**overrides) as admin:
         described = admin.describe_topics([topic])[0]

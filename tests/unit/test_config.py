@@ -61,3 +61,10 @@ def test_type_checkers_see_exactly_the_lazy_exports():
 def test_ensure_broker_knows_its_profiles():
     with pytest.raises(ValueError, match="profile"):
         kafkalab.ensure_broker(profile="cluster-of-one")
+
+
+def test_recreate_topic_refuses_assignments_with_counts():
+    """Replicas placed by hand say how many partitions and replicas there are: both at once is a mistake,
+    refused before any broker is asked."""
+    with pytest.raises(ValueError, match="not both"):
+        kafkalab.recreate_topic("t", partitions=3, assignments={0: [1]})

@@ -64,6 +64,10 @@ def test_compose_lab_reaches_the_broker_inside_the_network():
     assert lab["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert (ROOT / lab["build"] / "Dockerfile").exists()
     assert all(port.startswith("127.0.0.1:") for port in lab["ports"])
+    # kafkalab.segments() reads the log directory the broker reports: the lab sees it at the same path, read-only
+    log_dirs = props(services["kafka"]["environment"])["log.dirs"]
+    data = next(v for v in services["kafka"]["volumes"] if v.endswith(":" + log_dirs))
+    assert data + ":ro" in lab["volumes"]
 
 
 def test_environment_yml_matches_pyproject():
