@@ -21,7 +21,7 @@ _WHERE = {
     "BrokerUnavailable": "config", "bootstrap": "config", "client_config": "config",
     "ensure_broker": "config",
     "lag": "explore", "peek": "explore", "topics": "explore", "recreate_topic": "explore",
-    "TopicNotFound": "explore",
+    "TopicNotFound": "config",
     "read": "reader", "profile": "profiling", "Browser": "browser", "segments": "segments",
     "lag_history": "laghistory", "lag_history_chart": "laghistory", "watch": "laghistory",
     "RateProducer": "producers",
@@ -42,9 +42,9 @@ if TYPE_CHECKING:
     from .broker.local import BrokerError, LocalBroker  # noqa: F401
     from .broker.secure import SecureBroker  # noqa: F401
     from .clusterview import ClusterPanel  # noqa: F401
-    from .config import BrokerUnavailable, bootstrap, client_config, ensure_broker  # noqa: F401
+    from .config import BrokerUnavailable, TopicNotFound, bootstrap, client_config, ensure_broker  # noqa: F401
     from .consumers import ConsumerGroup, LiveConsumer  # noqa: F401
-    from .explore import TopicNotFound, lag, peek, recreate_topic, topics  # noqa: F401
+    from .explore import lag, peek, recreate_topic, topics  # noqa: F401
     from .laghistory import lag_history, lag_history_chart, watch  # noqa: F401
     from .lagwatch import LagMonitor, judge  # noqa: F401
     from .live import LagChart, ThroughputChart, TimeSeriesChart, WindowChart  # noqa: F401

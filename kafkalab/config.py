@@ -28,6 +28,11 @@ SECURITY_ENV = {
 }
 
 
+class TopicNotFound(ValueError):
+    """A topic that does not exist (a bad name, as far as the caller is concerned); the message
+    says how to create it."""
+
+
 class BrokerUnavailable(BrokerError):
     """No Kafka broker can be reached; the message says how to get one."""
 

@@ -5,7 +5,7 @@ import warnings
 
 import pandas as pd
 
-from .config import client_config, require_reachable
+from .config import TopicNotFound, client_config, require_reachable
 from .runtime import wait_until
 
 with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python 3.11
@@ -13,11 +13,6 @@ with warnings.catch_warnings():  # kafka-python 3.0 warns on import under Python
     from kafka import KafkaAdminClient, TopicPartition
     from kafka.admin import OffsetSpec
     from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
-
-
-class TopicNotFound(ValueError):
-    """A topic that does not exist (a bad name, as far as the caller is concerned); the message
-    says how to create it."""
 
 
 def _admin(**overrides) -> KafkaAdminClient:

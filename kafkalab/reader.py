@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .config import client_config, require_reachable
+from .config import TopicNotFound, client_config, require_reachable
 from .records import decode_key, decode_value
 from .runtime import wait_until
 from .times import parse_time
@@ -327,7 +327,6 @@ class Session:
         """Partition -> leader node id (TopicNotFound if the topic does not exist)."""
         described = self.admin.describe_topics([topic])[0]
         if described["error_code"] == kafka_errors.UnknownTopicOrPartitionError.errno:
-            from .explore import TopicNotFound
             raise TopicNotFound(
                 f"topic {topic!r} does not exist, and this broker does not create topics on first use: "
                 f"create it first, e.g. kafkalab.recreate_topic({topic!r}, partitions=3)")
