@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -62,7 +63,9 @@ def test_peek_takes_the_newest_records_across_partitions(broker):
         with KafkaAdminClient(**kafkalab.client_config()) as admin:
             admin.create_topics({topic: {"num_partitions": 3, "replication_factor": 1}},
                                 wait_for_metadata=True)
-        base = 1_700_000_000_000
+        # an hour ago: within retention (the lab broker checks retention every second, and deletes
+        # records older than 7 days, a fixed date in 2023 among them, within a second of their write)
+        base = (int(time.time()) - 3600) * 1000
         for i in range(12):
             p.send(topic, value=f"v{i}".encode(), partition=i % 3, timestamp_ms=base + i)
     assert list(kafkalab.peek(topic, n=4)["value"]) == ["v8", "v9", "v10", "v11"]
