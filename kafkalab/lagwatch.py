@@ -12,8 +12,12 @@ commit's time): evaluated only while lag > 0, in order, the first that fires win
   REWIND the committed offset went back;
   STALL  the committed offset did not move over the whole window;
   WARN   the offset moves but lag never decreased (the consumer is falling behind);
-  OK     otherwise: lag went down at least once in the window (Burrow judges growth by that, so a
-         consumer that keeps up in bursts is OK even while the trend is up; the trend column shows it).
+  WARN   kafkalab's rule, not Burrow's: lag went down somewhere, but its trend is up, the partition is
+         not draining (the group commits slower than records arrive), and the lag rose over the window
+         by more than its largest drop: one dip does not make a growing lag healthy;
+  OK     otherwise: lag went down at least once in the window (Burrow's rule). A consumer that keeps up
+         in bursts (lag in a sawtooth) stays OK: its drops are as large as its rises; the rule says
+         when the trend is up all the same.
 
 Lag hides nothing: every partition of the group's topics is sampled (the topics it has committed
 offsets for, and those its active members subscribe to or are assigned). A partition with no commit
@@ -109,8 +113,18 @@ def judge(samples: list[Sample], group_active: bool = True, min_samples: int = 3
     if (np.diff(committed) == 0).all():
         return verdict("STALL", f"committed offset stuck at {int(committed[-1])} "
                                 f"for {ts[-1] - ts[0]:.0f} s while lag > 0")
-    if (np.diff(lags) >= 0).all():
+    steps = np.diff(lags)
+    if (steps >= 0).all():
         return verdict("WARN", "offsets move but lag never decreased in the window")
+    trend, span = _slope(ts, lags), ts[-1] - ts[0]
+    rise, largest_drop = trend * span, float(-steps.min())
+    if trend > 0 and math.isinf(drain) and rise > largest_drop:
+        return verdict("WARN", f"lag growing {trend:+.0f}/s, not draining: it rose {rise:.0f} over {span:.0f} s, "
+                               f"more than its largest drop ({largest_drop:.0f}); Burrow would say OK "
+                               "because lag went down once")
+    if trend > 0:
+        return verdict("OK", f"lag went down at least once in the window; its swings (largest drop "
+                             f"{largest_drop:.0f}) outweigh the trend {trend:+.0f}/s")
     return verdict("OK", "lag went down at least once in the window")
 
 

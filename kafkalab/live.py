@@ -3,6 +3,7 @@
 Each chart is a Periodic worker: its thread samples its sources and redraws at most `fps` times a
 second (capped at 10), inside one `batch_update()`, from numpy ring buffers of bounded length.
 Data arrives from other threads through thread-safe appends, never by touching the figure.
+`plotted()` reads back what a chart shows, so a check can compare it with an independent count.
 """
 from __future__ import annotations
 
@@ -86,6 +87,14 @@ class LiveChart(Periodic):
             self.draw()
         self.refreshes += 1
 
+    def plotted(self) -> pd.DataFrame:
+        """What the figure shows now, read back from its visible traces: one row per point
+        (series, x, y). Checks compare it with an independent count: a chart that lies fails."""
+        with self._lock:
+            rows = [(t.name, x, y) for t in self.figure.data if t.visible is not False
+                    for x, y in zip(() if t.x is None else t.x, () if t.y is None else t.y)]
+        return pd.DataFrame(rows, columns=["series", "x", "y"])
+
     def _trace(self, name: str, **kw):
         for t in self.figure.data:
             if t.name == name:
@@ -134,13 +143,18 @@ class TimeSeriesChart(LiveChart):
     def draw(self) -> None:
         for name, ring in self._series.items():
             x, y = ring.arrays()
-            trace = self._trace(name)
+            trace = self._trace(name, **self._style(name))
             trace.x, trace.y = _ms_to_datetime(x), y
+
+    def _style(self, series: str) -> dict:
+        """Extra trace settings for a new series."""
+        return {}
 
 
 class ThroughputChart(TimeSeriesChart):
     """Produced and consumed messages per second, one line per worker (by its name), sampled
-    from the workers' own achieved rates.
+    from the workers' own achieved rates, and a total per topic where several producers write it
+    (and per group where several members of one group consume).
 
     Parameters
     ----------
@@ -155,11 +169,23 @@ class ThroughputChart(TimeSeriesChart):
         self.producers, self.consumers = list(producers), list(consumers)
 
     def sample(self, now: float) -> None:
+        totals: dict = {}
         for p in self.producers:
-            self.push(f"produced · {p.name}", p.rate, now)
+            rate = p.rate
+            self.push(f"produced · {p.name}", rate, now)
+            totals.setdefault(f"produced · total · {p.topic}", []).append(rate)
         for c in self.consumers:
-            self.push(f"consumed · {c.name}", c.rate, now)
+            rate = c.rate
+            self.push(f"consumed · {c.name}", rate, now)
+            if c.group_id:
+                totals.setdefault(f"consumed · total · group {c.group_id}", []).append(rate)
+        for series, rates in totals.items():
+            if len(rates) > 1:
+                self.push(series, sum(rates), now)
         super().sample(now)
+
+    def _style(self, series: str) -> dict:
+        return {"line": {"dash": "dash"}} if " · total · " in series else {}
 
 
 class LagChart(LiveChart):
@@ -219,7 +245,9 @@ class LagChart(LiveChart):
 
 
 class WindowChart(LiveChart):
-    """Window aggregates per key: final windows solid, open (partial) ones faded, late ones counted.
+    """Window aggregates per key: final windows solid, open (partial) ones faded, late ones counted,
+    and next to the chart the window inspector: why each open window is still open (its partition's
+    stream time against end + grace, the idle-timeout countdown) and which windows late records missed.
 
     Feed it from a LiveConsumer with `WindowChart(windows, consumer, value=...)`: the consumer's
     thread adds each batch; this chart's thread closes idle windows and draws.
@@ -232,13 +260,14 @@ class WindowChart(LiveChart):
     key : the column to window by (default the record key).
     metric : "count", "sum", "mean", "min" or "max".
     max_windows, max_keys : how many windows and keys (the busiest) are drawn.
+    inspector : show the window inspector next to the chart (`windows.inspect()` as a table).
     name : its name in the registry. Default "chart:windows".
     fps, height : as for TimeSeriesChart.
     """
 
     def __init__(self, windows, consumer=None, value=None, key: str | None = "key",
                  metric: str = "count", max_windows: int = 40, max_keys: int = 8,
-                 name: str | None = None, **kw):
+                 inspector: bool = True, name: str | None = None, **kw):
         if metric not in ("count", "sum", "mean", "min", "max"):
             raise ValueError("metric must be count, sum, mean, min or max")
         super().__init__(name, f"windows · {metric}", yaxis=metric, default="chart:windows", **kw)
@@ -247,6 +276,12 @@ class WindowChart(LiveChart):
         self.max_windows, self.max_keys = max_windows, max_keys
         self.closed: deque = deque(maxlen=max_windows * max_keys)
         self._wlock = threading.Lock()
+        self.inspector = None
+        if inspector:
+            import ipywidgets as widgets
+            self.inspector = widgets.HTML(layout=widgets.Layout(width="40%", overflow="auto"))
+            self._box = widgets.HBox([widgets.Box([self.figure], layout=widgets.Layout(width="60%")),
+                                      self.inspector])
         if consumer is not None:
             consumer.subscribe(lambda df: self.add_frame(df, key=key, value=value))
 
@@ -291,3 +326,50 @@ class WindowChart(LiveChart):
             trace.marker.opacity = np.array([1.0 if w.final else 0.45 for w in ws])
         self.figure.layout.title.text = (f"windows · {self.metric} · final solid, open faded · "
                                          f"late records: {late}")
+        if self.inspector is not None:
+            self.inspector.value = inspector_html(self.windows.inspect(), self.windows.stream_times())
+
+    def plotted(self) -> pd.DataFrame:
+        """What the bars show (series = key, x = window start, y = the metric), with `final`
+        (solid bars) read from their opacity."""
+        with self._lock:
+            rows = [(t.name, x, y, o == 1.0) for t in self.figure.data if t.visible is not False
+                    for x, y, o in zip(t.x, t.y, t.marker.opacity)]
+        return pd.DataFrame(rows, columns=["series", "x", "y", "final"])
+
+    def widget(self):
+        return self.figure if self.inspector is None else self._box
+
+
+def _clock(ts) -> str:
+    return "" if pd.isna(ts) else ts.strftime("%H:%M:%S.%f")[:-3]
+
+
+def inspector_html(df: pd.DataFrame, stream_times: dict, max_rows: int = 12) -> str:
+    """The window inspector as HTML: stream time per partition, then the open windows nearest to
+    closing with what they wait for, then the newest late records with the window each missed."""
+    opened, late = df[df["state"] == "open"], df[df["state"] == "late"]
+    parts = "".join(
+        f"<li>partition {html.escape(str(p))}: stream time {_clock(pd.Timestamp(t, unit='ms', tz='UTC'))}, "
+        f"{int((opened['partition'] == p).sum())} open</li>" for p, t in sorted(stream_times.items(), key=str))
+    idle = opened["idle_close_s"].dropna()
+    countdown = (f"<p>idle timeout closes every open window in <b>{idle.iloc[0]:.1f} s</b> of quiet</p>"
+                 if len(idle) else "")
+    soonest = opened.sort_values("to_close_ms").head(max_rows)
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r.partition))}</td><td>{html.escape(str(r.key))}</td>"
+        f"<td>{_clock(r.start)}–{_clock(r.end)}</td><td>{_clock(r.closes_at)}</td>"
+        f"<td>{r.to_close_ms / 1000:.1f} s</td><td>{r.count}</td></tr>" for r in soonest.itertuples())
+    missed = "".join(
+        f"<tr><td>{html.escape(str(r.partition))}</td><td>{html.escape(str(r.key))}</td><td>{_clock(r.timestamp)}</td>"
+        f"<td>{_clock(r.start)}–{_clock(r.end)}</td><td>{-r.to_close_ms / 1000:.1f} s</td></tr>"
+        for r in late.tail(5).itertuples())
+    return (
+        "<div style='font-size:12px'><b>window inspector</b> (times UTC)"
+        f"<ul style='margin:2px 0'>{parts or '<li>no record yet</li>'}</ul>{countdown}"
+        f"<b>open windows</b> ({len(opened)}; the {len(soonest)} nearest to closing)"
+        "<table><tr><th>part.</th><th>key</th><th>window</th><th>closes at (end + grace)</th>"
+        f"<th>stream time short by</th><th>records</th></tr>{rows}</table>"
+        f"<b>late records</b> ({len(late)} kept; newest 5)"
+        "<table><tr><th>part.</th><th>key</th><th>stamped</th><th>missed window</th>"
+        f"<th>closed before it came</th></tr>{missed}</table></div>")

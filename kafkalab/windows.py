@@ -13,11 +13,17 @@ A tumbling window is a hopping window whose advance equals its size, so both tak
 A quiet stream never advances stream time, so its last window would stay open forever (the most
 common complaint about stream processors' windows). `idle_timeout` closes every open window
 once no record has arrived for that long on the wall clock; `flush()` does the same at shutdown.
+`inspect()` answers "why is this window still open?": per partition, its stream time, each open
+window's close deadline and how far stream time is from it, the idle-timeout countdown, and the
+late records with the windows they missed.
+
+The windows are safe to read from one thread while another feeds them (one lock each).
 """
 from __future__ import annotations
 
 import heapq
 import math
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -110,8 +116,9 @@ class Window:
 class Late:
     key: Hashable
     timestamp: int
-    stream_time: int
+    stream_time: int        # of its partition when it arrived
     value: Any = None
+    partition: Any = None
 
 
 class _Windows:
@@ -132,6 +139,7 @@ class _Windows:
         self._heaps: dict = {}         # partition -> [(deadline, seq, id)]
         self._seq = 0
         self._last_arrival: float | None = None
+        self._lock = threading.RLock()
 
     @property
     def stream_time(self) -> int:
@@ -141,16 +149,17 @@ class _Windows:
     def add(self, timestamp: int, key: Hashable = None, value: float | None = None,
             partition: int | None = None) -> list[Window]:
         """Account one record; return the windows this closed (final results), oldest first."""
-        ts = int(timestamp)
-        self._last_arrival = self.clock()
-        st = self._stream.get(partition, -1)
-        if not self._place(ts, key, value, partition, st):
-            self.late_count += 1
-            self.late.append(Late(key, ts, st, value))
-        if ts > st:
-            self._stream[partition] = ts
-            return self._close(partition)
-        return []
+        with self._lock:
+            ts = int(timestamp)
+            self._last_arrival = self.clock()
+            st = self._stream.get(partition, -1)
+            if not self._place(ts, key, value, partition, st):
+                self.late_count += 1
+                self.late.append(Late(key, ts, st, value, partition))
+            if ts > st:
+                self._stream[partition] = ts
+                return self._close(partition)
+            return []
 
     def _place(self, ts: int, key, value, partition, st: int) -> bool:
         """Put one record in its windows; False if they are all closed (the record is late)."""
@@ -180,7 +189,8 @@ class _Windows:
             values = [value(v) for v in df["value"].tolist()]
         else:
             values = df[value].tolist()
-        return self._add_columns(ts.to_numpy(dtype="int64"), keys, values, parts)
+        with self._lock:
+            return self._add_columns(ts.to_numpy(dtype="int64"), keys, values, parts)
 
     def _add_columns(self, ts: np.ndarray, keys: list, values: list, parts: list) -> list[Window]:
         closed = []
@@ -210,24 +220,80 @@ class _Windows:
 
     def poll_idle(self) -> list[Window]:
         """Close everything if the stream has been quiet for `idle_timeout` seconds (wall clock)."""
-        if (self.idle_timeout is None or self._last_arrival is None or not self._open
-                or self.clock() - self._last_arrival < self.idle_timeout):
-            return []
-        return self.flush()
+        with self._lock:
+            if self._idle_left() != 0.0 or not self._open:
+                return []
+            return self.flush()
+
+    def _idle_left(self) -> float | None:
+        """Seconds of quiet before poll_idle() closes everything (None: no idle timeout, or no record yet)."""
+        if self.idle_timeout is None or self._last_arrival is None:
+            return None
+        return max(0.0, self.idle_timeout - (self.clock() - self._last_arrival))
 
     def flush(self) -> list[Window]:
         """Emit every open window as final (at shutdown, or when the stream went idle).
         Stream time jumps past them, so a record for one of them arriving later counts as late."""
-        out = []
-        for partition in {wid[0] for wid in self._open}:
-            horizon = max(w.end + self.grace_ms for wid, w in self._open.items() if wid[0] == partition)
-            self._stream[partition] = max(self._stream.get(partition, -1), horizon)
-            out += self._close(partition)
-        return sorted(out, key=lambda w: (w.end, w.start, str(w.key)))
+        with self._lock:
+            out = []
+            for partition in {wid[0] for wid in self._open}:
+                horizon = max(w.end + self.grace_ms for wid, w in self._open.items() if wid[0] == partition)
+                self._stream[partition] = max(self._stream.get(partition, -1), horizon)
+                out += self._close(partition)
+            return sorted(out, key=lambda w: (w.end, w.start, str(w.key)))
 
     def open_windows(self) -> list[Window]:
         """Current partial results, for live charts."""
-        return sorted(self._open.values(), key=lambda w: (w.start, str(w.key)))
+        with self._lock:
+            return sorted(self._open.values(), key=lambda w: (w.start, str(w.key)))
+
+    def stream_times(self) -> dict:
+        """Stream time (ms) of each partition seen so far."""
+        with self._lock:
+            return dict(self._stream)
+
+    def _missed(self, ts: int) -> tuple[int, int]:
+        """The newest window a late record at `ts` would have joined: [start, end)."""
+        raise NotImplementedError
+
+    def inspect(self) -> pd.DataFrame:
+        """Why each window is still open, and which windows the late records missed.
+
+        One row per open window (state "open") and per kept late record (state "late"): its
+        partition and key, the window [start, end), `closes_at` = end + grace, the partition's
+        `stream_time` (for a late record: when it arrived), `to_close_ms` = closes_at - stream_time
+        (how much newer a record must come before the window closes; negative for a late record:
+        how long before it arrived its window had closed), the records counted, the late record's
+        own `timestamp`, `idle_close_s` (seconds of quiet left before the idle timeout closes
+        everything; NaN without one) and `why` in words."""
+        with self._lock:
+            idle = self._idle_left()
+            rows = []
+            for (partition, _, _), w in sorted(self._open.items(), key=lambda kv: (str(kv[0][0]), kv[1].start,
+                                                                                  str(kv[1].key))):
+                st, deadline = self._stream.get(partition, -1), w.end + self.grace_ms
+                why = (f"stream time of partition {partition} is {deadline - st} ms short of end + grace "
+                       f"({self.grace_ms} ms): a record stamped at or after closes_at closes it")
+                if idle is None:
+                    why += "; no idle timeout" if self.idle_timeout is None else ""
+                elif idle > 0:
+                    why += f"; the idle timeout closes it after {idle:.1f} s more of quiet"
+                else:
+                    why += f"; quiet for over {self.idle_timeout:g} s: the next poll_idle() closes it"
+                rows.append(("open", partition, w.key, w.start, w.end, deadline, st, deadline - st, w.count,
+                             None, idle, why))
+            for r in self.late:
+                start, end = self._missed(r.timestamp)
+                deadline = end + self.grace_ms
+                rows.append(("late", r.partition, r.key, start, end, deadline, r.stream_time,
+                             deadline - r.stream_time, 1, r.timestamp, idle,
+                             f"stream time of partition {r.partition} had passed its window's end + grace "
+                             f"by {r.stream_time - deadline} ms when it arrived"))
+        df = pd.DataFrame(rows, columns=["state", "partition", "key", "start", "end", "closes_at", "stream_time",
+                                         "to_close_ms", "count", "timestamp", "idle_close_s", "why"])
+        for col in ("start", "end", "closes_at", "stream_time", "timestamp"):
+            df[col] = pd.to_datetime(df[col], unit="ms", utc=True)
+        return df.astype({"idle_close_s": float})
 
 
 class EventTimeWindows(_Windows):
@@ -269,6 +335,9 @@ class EventTimeWindows(_Windows):
             accepted = True
         return accepted
 
+    def _missed(self, ts: int) -> tuple[int, int]:
+        return self.kind.windows_for(ts)[-1]
+
     def _add_columns(self, ts: np.ndarray, keys: list, values: list, parts: list) -> list[Window]:
         """The batch in a few vectorised steps (a unit test proves it equal to add() per record)."""
         self._last_arrival = self.clock()
@@ -294,7 +363,7 @@ class EventTimeWindows(_Windows):
         late[rec] = False
         for i in np.flatnonzero(late):
             self.late_count += 1
-            self.late.append(Late(keys[i], int(ts[i]), int(before[i]), values[i]))
+            self.late.append(Late(keys[i], int(ts[i]), int(before[i]), values[i], parts[i]))
         if len(rec):
             # one group per (partition, key, window start), aggregated with bincount
             kcodes, key_of = _codes(keys)
@@ -369,6 +438,9 @@ class SessionWindows(_Windows):
 
     def _closed(self, partition, w: Window) -> None:
         self._sessions[(partition, w.key)].remove(w)
+
+    def _missed(self, ts: int) -> tuple[int, int]:
+        return ts, ts + self.gap_ms
 
 
 def _column(series: pd.Series) -> list:

@@ -225,7 +225,8 @@ def test_two_unnamed_producers_on_one_topic_both_run_and_are_plotted_apart(broke
                what="both producers to send")
     assert steady.alive and bursty.alive
     chart.refresh()
-    assert {t.name for t in chart.figure.data} == {f"produced · {steady.name}", f"produced · {bursty.name}"}
+    assert {t.name for t in chart.figure.data} == {f"produced · {steady.name}", f"produced · {bursty.name}",
+                                                   f"produced · total · {topic}"}
 
 
 def test_the_panel_shows_a_producers_own_keys_and_keeps_its_key_function(broker):
@@ -259,3 +260,32 @@ def test_the_panel_brings_idempotence_back_with_acks_all(broker):
     assert "enable_idempotence" not in p.producer_config          # kafka-python's default: on
     wait_until(lambda: p.stats["acked"] > 20, 20, what="records with acks=all")
     assert p.stats["errors"] == 0
+
+
+def test_throughput_chart_plots_each_producers_own_rate_and_their_total(broker):
+    """Two producers on one topic at 200 and 100 msg/s: each line, and the topic's total, must match
+    what the producers themselves acknowledged over the same seconds (within 10%)."""
+    topic = new_topic(3)
+    steady = RateProducer(topic, rate=200, name=f"steady-{topic}").start()
+    bursty = RateProducer(topic, rate=100, key="skewed", name=f"bursty-{topic}").start()
+    chart = ThroughputChart([steady, bursty], fps=4).start()
+    wait_until(lambda: steady.stats["acked"] > 400 and bursty.stats["acked"] > 200, 30,
+               what="both producers to run for two seconds")
+    t0, acked0 = time.time(), (steady.acked, bursty.acked)
+    time.sleep(6)
+    t1, acked1 = time.time(), (steady.acked, bursty.acked)
+    chart.stop()
+    own = {steady.name: (acked1[0] - acked0[0]) / (t1 - t0), bursty.name: (acked1[1] - acked0[1]) / (t1 - t0)}
+    own["total"] = sum(own.values())
+    shown = chart.plotted()
+    # the producers' meters cover the last two seconds: points from t0 + 2 s on see only this interval
+    x_ms = shown["x"].astype("datetime64[ms]").astype("int64")
+    inside = shown[(x_ms >= (t0 + 2) * 1000) & (x_ms <= t1 * 1000)]
+    plotted = inside.groupby("series")["y"].mean()
+    assert set(plotted.index) == {f"produced · {steady.name}", f"produced · {bursty.name}",
+                                  f"produced · total · {topic}"}, plotted
+    for series, expected in ((f"produced · {steady.name}", own[steady.name]),
+                             (f"produced · {bursty.name}", own[bursty.name]),
+                             (f"produced · total · {topic}", own["total"])):
+        assert abs(plotted[series] - expected) <= 0.10 * expected, (series, plotted[series], expected)
+    assert (inside.groupby("series").size() >= 8).all()      # about 4 points a second for 4 s

@@ -101,3 +101,29 @@ def test_a_commit_that_vanished_is_a_rewind_to_the_log_start():
     samples = history((40, 50), (45, 60)) + [Sample(2.0, 0, 70, no_commit=True)]
     v = judge(samples)
     assert (v.status, v.lag) == ("REWIND", 70) and v.rule.endswith(NO_COMMIT)
+
+
+def lag_history(lags, produce_per_s=300):
+    """Samples one second apart whose lag follows `lags` while the log grows at `produce_per_s`."""
+    return [Sample(float(i), 10_000 + i * produce_per_s - lag, 10_000 + i * produce_per_s)
+            for i, lag in enumerate(lags)]
+
+
+def test_a_lag_growing_with_one_dip_is_a_warning_not_burrows_ok():
+    # the issue's case: lag climbs from about 100 to 1,300 while dipping once (Burrow: OK)
+    v = judge(lag_history([100, 230, 360, 300, 480, 620, 760, 900, 1_050, 1_300]))
+    assert v.status == "WARN", v
+    assert v.trend > 0 and v.drain == "not draining"
+    assert "growing" in v.rule and "not draining" in v.rule and "Burrow would say OK" in v.rule
+
+
+def test_a_consumer_keeping_up_in_bursts_stays_ok_though_its_window_ends_on_a_peak():
+    # commits every 3 s: a sawtooth whose drops are as large as its rises; the window ends high
+    v = judge(lag_history([100, 400, 700, 100, 400, 700, 100, 400, 700]))
+    assert v.trend > 0 and v.drain == "not draining"       # what made the old table contradict itself
+    assert v.status == "OK" and "outweigh the trend" in v.rule, v
+
+
+def test_a_shrinking_lag_with_bumps_is_ok():
+    v = judge(lag_history([1_000, 900, 950, 800, 700, 750, 600, 500]))
+    assert v.status == "OK" and v.rule == "lag went down at least once in the window" and v.trend < 0

@@ -1,4 +1,6 @@
 """Chart drawing without a broker: fed by hand, drawn as the chart's thread would draw."""
+import pandas as pd
+
 from kafkalab.live import WindowChart
 from kafkalab.windows import EventTimeWindows, Tumbling
 
@@ -16,3 +18,39 @@ def test_window_chart_shows_only_the_top_keys_as_the_top_changes():
     chart.refresh()
     shown = sorted(t.name for t in chart.figure.data if t.visible is not False)
     assert shown == ["a", "c"], shown
+
+
+def test_window_chart_reads_back_what_its_bars_show_open_and_final():
+    windows = EventTimeWindows(Tumbling(1000))
+    chart = WindowChart(windows, name="test:read-back")
+    for ts in (100, 200, 300):
+        chart.add_frame(pd.DataFrame({"timestamp": [ts], "key": ["a"], "partition": [0]}))
+    chart.add_frame(pd.DataFrame({"timestamp": [1_500], "key": ["b"], "partition": [0]}))   # closes [0,1000)
+    chart.refresh()
+    shown = chart.plotted().sort_values("x")
+    assert list(zip(shown["series"], shown["y"], shown["final"])) == [("a", 3.0, True), ("b", 1.0, False)]
+    # the read-back matches the windows' own totals: every record drawn once
+    assert shown["y"].sum() == sum(w.count for w in list(chart.closed) + windows.open_windows())
+
+
+def test_the_inspector_next_to_the_window_chart_says_what_an_open_window_waits_for():
+    windows = EventTimeWindows(Tumbling(1000), grace_ms=500, idle_timeout=30)
+    chart = WindowChart(windows, name="test:inspector")
+    windows.add(1_200, "quiet-source", partition=1)
+    windows.add(50, "x", partition=0)
+    windows.add(40, "x", partition=1)            # on time: [0,1000) of partition 1 closes at 1500 > 1200
+    windows.add(1_600, "quiet-source", partition=1)   # stream time 1600 closes [0,1000) of partition 1
+    windows.add(10, "y", partition=1)             # late: [0,1000) closed at 1500 <= 1600
+    chart.refresh()
+    text = chart.inspector.value
+    assert "partition 0: stream time 00:00:00.050, 1 open" in text
+    assert "partition 1: stream time 00:00:01.600, 1 open" in text
+    assert "idle timeout closes every open window in" in text
+    assert "00:00:00.000–00:00:01.000</td><td>00:00:01.500</td><td>1.4 s</td>" in text   # x on partition 0
+    assert "late records</b> (1 kept" in text and "<td>00:00:00.010</td>" in text
+    assert chart.widget().children[1] is chart.inspector
+
+
+def test_a_window_chart_without_inspector_is_the_bare_figure():
+    chart = WindowChart(EventTimeWindows(Tumbling(1000)), inspector=False, name="test:bare")
+    assert chart.widget() is chart.figure and chart.inspector is None

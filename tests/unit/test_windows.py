@@ -214,3 +214,59 @@ def test_tumbling_is_hopping_by_its_own_size():
 def test_event_time_windows_point_session_users_to_their_class():
     with pytest.raises(TypeError, match="SessionWindows"):
         EventTimeWindows(40)
+
+
+def test_inspect_says_why_a_window_is_open_and_counts_down_the_idle_timeout():
+    clock = FakeClock()
+    w = EventTimeWindows(Tumbling(1000), grace_ms=200, idle_timeout=5, clock=clock)
+    w.add(100, "a", partition=0)
+    w.add(1_300, "a", partition=0)          # partition 0: stream time 1300 closes [0, 1000) (deadline 1200)
+    w.add(400, "b", partition=1)            # partition 1 went quiet at 400
+    clock.now += 2
+    df = w.inspect()
+    assert list(df["state"]) == ["open", "open"]
+    row = df.set_index("partition").loc[1]
+    assert (row["key"], row["count"], row["to_close_ms"]) == ("b", 1, 1_200 - 400)
+    assert row["closes_at"] == pd.Timestamp(1_200, unit="ms", tz="UTC")
+    assert row["stream_time"] == pd.Timestamp(400, unit="ms", tz="UTC")
+    assert row["idle_close_s"] == pytest.approx(3.0)
+    assert "800 ms short of end + grace (200 ms)" in row["why"] and "after 3.0 s" in row["why"]
+    assert df.set_index("partition").loc[0, "to_close_ms"] == 2_200 - 1_300
+    w.add(1_200, "b", partition=1)          # stream time reaches the deadline: the window closes
+    assert list(w.inspect()["partition"]) == [0, 1]   # [0,1000) of b closed; [1000,2000) of b is open
+    assert w.inspect().set_index("partition").loc[1, "start"] == pd.Timestamp(1_000, unit="ms", tz="UTC")
+
+
+def test_inspect_without_idle_timeout_says_only_a_newer_record_closes_it():
+    w = EventTimeWindows(Tumbling(1000))
+    w.add(500, "a")
+    row = w.inspect().iloc[0]
+    assert row["why"].endswith("no idle timeout") and pd.isna(row["idle_close_s"])
+
+
+def test_inspect_lists_each_late_record_with_the_window_it_missed():
+    w = EventTimeWindows(Hopping(1000, 500), grace_ms=100)
+    w.add(2_000, "a", partition=3)
+    w.add(700, "x", partition=3)            # in [0,1000) and [500,1500): both closed (1600 <= 2000)
+    late = w.inspect().query("state == 'late'").iloc[0]
+    assert (late["partition"], late["key"], late["count"]) == (3, "x", 1)
+    assert late["start"] == pd.Timestamp(500, unit="ms", tz="UTC")        # the newest window it would join
+    assert late["timestamp"] == pd.Timestamp(700, unit="ms", tz="UTC")
+    assert late["to_close_ms"] == 1_600 - 2_000 and "by 400 ms" in late["why"]
+
+
+def test_inspect_on_sessions_names_the_session_a_late_record_missed():
+    s = SessionWindows(gap_ms=100)
+    s.add(1_000, "u", partition=0)
+    s.add(500, "u", partition=0)            # its own session [500, 600) closed at 600 <= 1000
+    late = s.inspect().query("state == 'late'").iloc[0]
+    assert (late["start"], late["end"]) == (pd.Timestamp(500, unit="ms", tz="UTC"),
+                                            pd.Timestamp(600, unit="ms", tz="UTC"))
+    opened = s.inspect().query("state == 'open'").iloc[0]
+    assert opened["to_close_ms"] == 1_100 - 1_000
+
+
+def test_late_records_from_a_batch_keep_their_partition():
+    w = EventTimeWindows(Tumbling(10))
+    w.add_frame(pd.DataFrame({"timestamp": [50, 5], "key": ["k", "k"], "partition": [2, 2]}))
+    assert [(r.partition, r.timestamp) for r in w.late] == [(2, 5)]
