@@ -293,7 +293,7 @@ class _Windows:
                                          "to_close_ms", "count", "timestamp", "idle_close_s", "why"])
         for col in ("start", "end", "closes_at", "stream_time", "timestamp"):
             df[col] = pd.to_datetime(df[col], unit="ms", utc=True)
-        return df.astype({"idle_close_s": float})
+        return df.astype({"idle_close_s": float}).round({"idle_close_s": 1})
 
 
 class EventTimeWindows(_Windows):
