@@ -1,10 +1,11 @@
-"""A static site of the executed notebooks, for reading without a broker.
+"""A static site of the executed notebooks, for reading without a broker, and offline.
 
 Each notebook is run top to bottom against a real broker; then, in the same kernel, every plotly
 FigureWidget still alive is turned into a self-contained interactive plotly chart (its final
 state: zoom, hover and legend toggles work), and every other widget (sliders, buttons) into a
-note that it needs a live kernel. nbconvert's HTML exporter writes one page per notebook, and
-an index links them in teaching order.
+note that it needs a live kernel. Plain plotly figures (`px.bar(...)` as a cell's value) become
+the same charts. nbconvert's HTML exporter writes one page per notebook, loading nothing from the
+network (plotly.js is one file in the site), and an index links them in teaching order.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import nbformat
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"      # a plotly figure shown in a notebook
 
 # Runs in the notebook's kernel once all its cells have run: model id -> HTML of what the widget
 # shows now. Figures become plotly charts, HTML widgets keep their text, boxes render their
@@ -62,25 +64,36 @@ def title_of(nb) -> str:
     return "untitled"
 
 
-def _static_widgets(nb, rendered: dict) -> int:
-    """Replace widget outputs by what they showed at the end; return how many charts were kept."""
+def static_outputs(nb, rendered: dict) -> int:
+    """Replace what the HTML template cannot show by what it showed at the end: widgets by the kernel's
+    snapshot (`rendered`), plotly figures by plotly charts. Returns how many charts the page has."""
+    import plotly.io as pio
+
     charts = 0
     for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
         for out in cell.get("outputs", []):
             data = out.get("data", {})
-            if WIDGET_MIME not in data:
-                continue
-            html, n = rendered.get(data[WIDGET_MIME].get("model_id"), (None, 0))
-            out["data"] = {"text/html": html or "<p class='kl-widget'><em>A widget that needs a live kernel: run "
-                                                "this notebook in JupyterLab to see it.</em></p>"}
-            charts += n
+            if PLOTLY_MIME in data:           # the template has no renderer for it: it would be left empty
+                figure = dict(data[PLOTLY_MIME])
+                config = figure.pop("config", None)
+                out["data"] = {"text/html": pio.to_html(figure, config=config, include_plotlyjs=False,
+                                                        full_html=False, validate=False)}
+                charts += 1
+            elif WIDGET_MIME in data:
+                html, n = rendered.get(data[WIDGET_MIME].get("model_id"), (None, 0))
+                out["data"] = {"text/html": html or "<p class='kl-widget'><em>A widget that needs a live kernel: "
+                                                    "run this notebook in JupyterLab to see it.</em></p>"}
+                charts += n
+    # the widgets' state: no widget is left on the page to use it, it holds plotly.js once per FigureWidget,
+    # and with it in the metadata the template loads the widget manager from unpkg.com
+    nb.metadata.pop("widgets", None)
     return charts
 
 
-def execute(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNode, int]:
-    """Run the notebook in a fresh kernel (in its own folder) and return it with static charts."""
+def execute(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNode, dict]:
+    """Run the notebook in a fresh kernel (in its own folder); return it as `jupyter nbconvert --execute`
+    leaves it (outputs and widget state), with the kernel's snapshot of the widgets alive at the end
+    (model id -> [HTML, charts])."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
@@ -94,14 +107,25 @@ def execute(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNode, int]
         nb.cells.append(probe)
         client.execute_cell(probe, len(nb.cells) - 1)
         nb.cells.pop()
+        client.set_widgets_metadata()
     text = "".join(o.get("text", "") for o in probe.outputs if o.get("name") == "stdout")
-    rendered = json.loads(text.strip().splitlines()[-1]) if text.strip() else {}
-    return nb, _static_widgets(nb, rendered)
+    return nb, json.loads(text.strip().splitlines()[-1]) if text.strip() else {}
 
 
-PAGE_HEAD = """<script src="plotly.min.js" charset="utf-8"></script>
-<style>.kl-nav{{font:14px sans-serif;margin:1em 2em}} .kl-widget{{color:#666}}</style>
-<div class="kl-nav"><a href="index.html">&larr; all notebooks</a>{prev}{next}</div>
+# nbconvert's lab template, with nothing from a CDN: plotly.js from the site's folder in place of
+# require.js (with require.js on the page, plotly.min.js defines an AMD module and no global Plotly),
+# and no MathJax or mermaid.js (no notebook has math or diagrams); a navigation bar on top.
+PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}
+<script src="plotly.min.js" charset="utf-8"></script>
+{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block body_header -%}
+{{ super() }}
+<style>.kl-nav{font:14px sans-serif;margin:1em 2em} .kl-widget{color:#666}</style>
+<div class="kl-nav"><a href="index.html">&larr; all notebooks</a>{{ resources.kl_nav }}</div>
+{%- endblock body_header -%}
 """
 
 
@@ -112,19 +136,18 @@ def build(notebooks: list[Path], out: Path, timeout: int = 300) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")   # once: the site works offline
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(template_name="lab", raw_template=PAGE_TEMPLATE)
     pages, report = [], {}
     notebooks = sorted(notebooks)
     for i, path in enumerate(notebooks):
-        nb, charts = execute(path, timeout)
-        body, _ = exporter.from_notebook_node(nb)
-        nav = {"prev": "", "next": ""}
+        nb, rendered = execute(path, timeout)
+        charts = static_outputs(nb, rendered)
+        nav = ""
         if i > 0:
-            nav["prev"] = f" · <a href='{notebooks[i - 1].stem}.html'>previous</a>"
+            nav += f" · <a href='{notebooks[i - 1].stem}.html'>previous</a>"
         if i + 1 < len(notebooks):
-            nav["next"] = f" · <a href='{notebooks[i + 1].stem}.html'>next</a>"
-        head = PAGE_HEAD.format(**nav)
-        body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + head, body, count=1)
+            nav += f" · <a href='{notebooks[i + 1].stem}.html'>next</a>"
+        body, _ = exporter.from_notebook_node(nb, resources={"kl_nav": nav})
         (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
         pages.append((path.stem, title_of(nb), charts))
         report[path.name] = charts

@@ -76,7 +76,7 @@ class Cluster:
         self.home = Path(home) if home else default_home()
         self.dir = self.home / self.profile
         self.state_file = self.dir / "cluster.json"
-        self.out = out or sys.stderr
+        self.out = out or sys.stdout      # information; warnings go to stderr (_warn)
         self.log_file = self.dir / "node-1" / "logs" / "broker.log"   # `kafkalab logs` shows node 1
 
     # -- shared state -----------------------------------------------------------------------
@@ -291,15 +291,15 @@ class Cluster:
                 alone_since = alone_since or time.monotonic()
                 if time.monotonic() - alone_since > stranded_grace:
                     node, state = alive[0]
-                    self._say(f"node {node.node_id} was still waiting for a controlled shutdown {stranded_grace:g} s "
-                              "after the other nodes stopped: with no controller quorum left nothing can grant it; "
-                              f"killing pid {state.pid} (its logs are recovered at the next start)")
+                    self._warn(f"node {node.node_id} was still waiting for a controlled shutdown {stranded_grace:g} s "
+                               "after the other nodes stopped: with no controller quorum left nothing can grant it; "
+                               f"killing pid {state.pid} (its logs are recovered at the next start)")
                     node.kill()
                     break
             time.sleep(0.1)
         for node, state in nodes:
             if not node.gone(state):
-                self._say(f"node {node.node_id} did not stop in {timeout:.0f} s; killing pid {state.pid}")
+                self._warn(f"node {node.node_id} did not stop in {timeout:.0f} s; killing pid {state.pid}")
                 node.kill()
             else:
                 node.collect(state)
@@ -323,6 +323,9 @@ class Cluster:
         return out
 
     def _say(self, msg: str) -> None:
+        """Information, to stdout by default (see LocalBroker._say)."""
         self.out.write(f"kafkalab: {msg}\n")
         self.out.flush()
+
+    _warn = staticmethod(LocalBroker._warn)
 

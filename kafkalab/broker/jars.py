@@ -122,7 +122,8 @@ def _stamp(stamp: Path, paths: list[Path]) -> None:
 
 
 def classpath(stream=None) -> list[Path]:
-    """Every locked jar, downloaded on first use and checked against the lock."""
+    """Every locked jar, downloaded on first use and checked against the lock (the download's progress
+    goes to `stream`, stdout by default: it is information, not an error)."""
     kafka_home = os.environ.get("KAFKA_HOME")
     if kafka_home:
         return _kafka_home_jars(Path(kafka_home))
@@ -130,7 +131,7 @@ def classpath(stream=None) -> list[Path]:
     verified = _stamped(stamp)
     if verified is not None:
         return verified
-    stream = stream or sys.stderr
+    stream = stream or sys.stdout
     locked = read_lock()
     ctx = _maven_context()
     paths, missing = [], []

@@ -177,7 +177,7 @@ class LocalBroker:
         self._place(self.home / self.profile)
         self.requested_port = port
         self.jvm_opts = list(JVM_OPTS if jvm_opts is None else jvm_opts) + extra_jvm_opts()
-        self.out = out or sys.stderr
+        self.out = out or sys.stdout      # information; warnings go to stderr (_warn)
 
     def _place(self, directory: Path) -> None:
         self.dir = directory
@@ -331,8 +331,16 @@ class LocalBroker:
 
     # -- lifecycle ----------------------------------------------------------------------
     def _say(self, msg: str) -> None:
+        """Information (ready, already running, another port): a notebook shows stdout as plain output,
+        stderr as an error box."""
         self.out.write(f"kafkalab: {msg}\n")
         self.out.flush()
+
+    @staticmethod
+    def _warn(msg: str) -> None:
+        """Something went wrong that the learner may need to know of (a forced kill, a lost cache)."""
+        sys.stderr.write(f"kafkalab: {msg}\n")
+        sys.stderr.flush()
 
     def _preflight(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -414,8 +422,8 @@ class LocalBroker:
     def check_cache(self, cache: jvmcache.Plan | None, crashed: bool = False) -> bool:
         """Delete a start-up cache this start's log says the JVM could not use (it ran, or crashed, without it)."""
         if jvmcache.check_log(cache, "\n".join(self.start_log()), crashed):
-            self._say(f"the JVM could not use its start-up cache {cache.cache.name} (stale or corrupt): "
-                      "deleted; a fresh one is made after the next clean stop")
+            self._warn(f"the JVM could not use its start-up cache {cache.cache.name} (stale or corrupt): "
+                       "deleted; a fresh one is made after the next clean stop")
             return True
         return False
 
@@ -527,7 +535,7 @@ class LocalBroker:
             wait_until(lambda: self.gone(state), timeout, interval=0.1, what="the broker to exit")
             self.collect(state)
         except TimeoutError:
-            self._say(f"broker did not stop in {timeout:.0f} s; killing pid {state.pid}")
+            self._warn(f"broker did not stop in {timeout:.0f} s; killing pid {state.pid}")
             self.kill()
         _reap(state.pid)
         return True
@@ -537,7 +545,7 @@ class LocalBroker:
         try:
             jvmcache.adopt(jvmcache.Plan.from_json(state.extra.get("jvm_cache")))
         except OSError as e:            # a full or read-only cache: the broker did stop; only the cache is lost
-            self._say(f"could not keep the JVM start-up cache: {e}")
+            self._warn(f"could not keep the JVM start-up cache: {e}")
         _reap(state.pid)
 
     def kill(self) -> bool:
