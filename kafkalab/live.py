@@ -345,31 +345,35 @@ def _clock(ts) -> str:
     return "" if pd.isna(ts) else ts.strftime("%H:%M:%S.%f")[:-3]
 
 
-def inspector_html(df: pd.DataFrame, stream_times: dict, max_rows: int = 12) -> str:
-    """The window inspector as HTML: stream time per partition, then the open windows nearest to
-    closing with what they wait for, then the newest late records with the window each missed."""
+def inspector_html(df: pd.DataFrame, stream_times: dict, max_rows: int = 8) -> str:
+    """The window inspector as HTML: stream time per partition, the open windows nearest to closing
+    (one row per partition and window, its keys counted) with what they wait for, then the newest
+    late records with the window each missed."""
     opened, late = df[df["state"] == "open"], df[df["state"] == "late"]
     parts = "".join(
-        f"<li>partition {html.escape(str(p))}: stream time {_clock(pd.Timestamp(t, unit='ms', tz='UTC'))}, "
-        f"{int((opened['partition'] == p).sum())} open</li>" for p, t in sorted(stream_times.items(), key=str))
+        f"<li>partition {html.escape(str(p))}: stream time {_clock(pd.Timestamp(t, unit='ms', tz='UTC'))}</li>"
+        for p, t in sorted(stream_times.items(), key=lambda kv: str(kv[0])))
     idle = opened["idle_close_s"].dropna()
-    countdown = (f"<p>idle timeout closes every open window in <b>{idle.iloc[0]:.1f} s</b> of quiet</p>"
-                 if len(idle) else "")
-    soonest = opened.sort_values("to_close_ms").head(max_rows)
+    countdown = (f"<p style='margin:2px 0'>idle timeout closes every open window in <b>{idle.iloc[0]:.1f} s</b> "
+                 "of quiet</p>" if len(idle) else "")
+    windows = (opened.groupby(["partition", "start", "end", "closes_at", "to_close_ms"], dropna=False)
+               .agg(keys=("key", "size"), records=("count", "sum")).reset_index()
+               .sort_values(["to_close_ms", "partition"]))
     rows = "".join(
-        f"<tr><td>{html.escape(str(r.partition))}</td><td>{html.escape(str(r.key))}</td>"
-        f"<td>{_clock(r.start)}–{_clock(r.end)}</td><td>{_clock(r.closes_at)}</td>"
-        f"<td>{r.to_close_ms / 1000:.1f} s</td><td>{r.count}</td></tr>" for r in soonest.itertuples())
+        f"<tr><td>{html.escape(str(r.partition))}</td><td>{_clock(r.start)}–{_clock(r.end)}</td>"
+        f"<td>{_clock(r.closes_at)}</td><td>{r.to_close_ms / 1000:.1f} s</td><td>{r.keys}</td><td>{r.records}</td></tr>"
+        for r in windows.head(max_rows).itertuples())
     missed = "".join(
         f"<tr><td>{html.escape(str(r.partition))}</td><td>{html.escape(str(r.key))}</td><td>{_clock(r.timestamp)}</td>"
         f"<td>{_clock(r.start)}–{_clock(r.end)}</td><td>{-r.to_close_ms / 1000:.1f} s</td></tr>"
         for r in late.tail(5).itertuples())
+    table = "<table style='white-space:nowrap;border-spacing:8px 1px;text-align:left'>"
     return (
-        "<div style='font-size:12px'><b>window inspector</b> (times UTC)"
+        f"<div style='font-size:12px;line-height:1.3'><b>window inspector</b> (times UTC)"
         f"<ul style='margin:2px 0'>{parts or '<li>no record yet</li>'}</ul>{countdown}"
-        f"<b>open windows</b> ({len(opened)}; the {len(soonest)} nearest to closing)"
-        "<table><tr><th>part.</th><th>key</th><th>window</th><th>closes at (end + grace)</th>"
-        f"<th>stream time short by</th><th>records</th></tr>{rows}</table>"
+        f"<b>open windows</b> ({len(windows)}; one closes when its partition's stream time reaches end + grace)"
+        f"{table}<tr><th>part.</th><th>window</th><th>closes at</th><th>stream time short by</th><th>keys</th>"
+        f"<th>records</th></tr>{rows}</table>"
         f"<b>late records</b> ({len(late)} kept; newest 5)"
-        "<table><tr><th>part.</th><th>key</th><th>stamped</th><th>missed window</th>"
+        f"{table}<tr><th>part.</th><th>key</th><th>stamped</th><th>missed window</th>"
         f"<th>closed before it came</th></tr>{missed}</table></div>")

@@ -178,8 +178,10 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
     page.screenshot(path=str(ARTIFACTS / "live-lab-windows.png"), full_page=False)
 
     lag_cell = next(i for i, s in enumerate(sources) if "LagChart(" in s)
-    for i in range(upto + 1, lag_cell + 2):          # the lag chart and the cell that lets it move
+    check = next(i for i, s in enumerate(sources) if "throughput.plotted()" in s)
+    for i in range(upto + 1, check + 1):             # the lag chart, the cells that let it move, the read-back
         run_cell(page, i)
+    page.locator(".jp-Cell").nth(upto).screenshot(path=str(ARTIFACTS / "live-lab-throughput.png"))
     # bring the lag chart into view (for the screenshot, and for the rendering a learner sees)
     page.evaluate("(i) => window.jupyterapp.shell.currentWidget.content.scrollToItem(i, 'start')", lag_cell)
     lag_plot = page.locator(".js-plotly-plot:has(text.gtitle:has-text('lag'))").first
@@ -190,9 +192,24 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
         outputs = page.evaluate("""(i) => window.jupyterapp.shell.currentWidget.content.widgets[i]
             .model.outputs.toJSON().map(o => JSON.stringify(o).slice(0, 300))""", lag_cell)
         raise AssertionError(f"no lag chart drawn; the cell's outputs: {outputs}") from None
-    lag_plot.scroll_into_view_if_needed()
-    page.screenshot(path=str(ARTIFACTS / "live-lab-lag.png"), full_page=False)
-    for i in range(lag_cell + 2, len(sources)):      # the rest, down to the stop_all cell
+    page.locator(".jp-Cell").nth(lag_cell).screenshot(path=str(ARTIFACTS / "live-lab-lag.png"))   # chart and table
+    late_cell = next(i for i, s in enumerate(sources) if "late_count >= 3" in s)
+    for i in range(check + 1, late_cell + 1):
+        run_cell(page, i)
+    # the window inspector next to the window chart, while records stream in: open windows and the late ones
+    window_cell = next(i for i, s in enumerate(sources) if "WindowChart(" in s)
+    inspector = page.locator(".jp-Cell").nth(window_cell).locator(".widget-html:has-text('window inspector')")
+    inspector.wait_for(timeout=30_000)
+    try:
+        page.wait_for_function("""(i) => {
+            const text = window.jupyterapp.shell.currentWidget.content.widgets[i].node.innerText;
+            return text.includes('late records (3 kept') && text.includes('idle timeout closes every open window in');
+        }""", arg=window_cell, timeout=30_000)
+    except Exception:
+        raise AssertionError(f"the inspector did not show the 3 late records and the idle countdown in 30 s: "
+                             f"{inspector.inner_text()!r}") from None
+    page.locator(".jp-Cell").nth(window_cell).screenshot(path=str(ARTIFACTS / "live-lab-inspector.png"))
+    for i in range(late_cell + 1, len(sources)):     # the rest, down to the stop_all cell
         run_cell(page, i)
     failed = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
         .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
