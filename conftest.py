@@ -82,8 +82,8 @@ GROUPS = {"test_cluster.py": "cluster", "15_failure_lab.ipynb": "cluster",
 COST = {"cluster": 330, "test_browser.py": 230, "local-brokers": 170, "04b_consumer_groups.ipynb": 140,
         "05b_log_lifecycle.ipynb": 130,
         "09_performance.ipynb": 125, "test_startup.py": 110, "12_task_queue.ipynb": 90,
-        "11_log_aggregation.ipynb": 85, "00b_live_lab.ipynb": 80, "13_web_analytics.ipynb": 80, "secure": 75,
-        "10_streaming.ipynb": 75, "16_ad_hoc_analytics.ipynb": 75, "14_replication.ipynb": 55,
+        "11_log_aggregation.ipynb": 85, "00b_live_lab.ipynb": 90, "13_web_analytics.ipynb": 80, "secure": 75,
+        "10_streaming.ipynb": 75, "16_ad_hoc_analytics.ipynb": 75, "test_site.py": 75, "14_replication.ipynb": 55,
         "02_consumers.ipynb": 50, "07_patterns.ipynb": 50, "test_lag_history.py": 45,
         "test_exercise_checks.py": 40, "06_errors.ipynb": 35, "test_read.py": 35}
 

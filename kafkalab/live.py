@@ -95,12 +95,14 @@ class LiveChart(Periodic):
                     for x, y in zip(() if t.x is None else t.x, () if t.y is None else t.y)]
         return pd.DataFrame(rows, columns=["series", "x", "y"])
 
-    def _trace(self, name: str, **kw):
+    def _line(self, name: str, x, y, **kw) -> None:
+        """Set a line's points, adding the trace with them. A trace added empty is marked invisible by
+        plotly.js, whose defaults come back to the Python figure and would hide the line from plotted()."""
         for t in self.figure.data:
             if t.name == name:
-                return t
-        self.figure.add_scatter(name=name, mode="lines", **kw)
-        return self.figure.data[-1]
+                t.x, t.y = x, y
+                return
+        self.figure.add_scatter(name=name, mode="lines", x=x, y=y, **kw)
 
     def widget(self):
         return self.figure
@@ -143,8 +145,7 @@ class TimeSeriesChart(LiveChart):
     def draw(self) -> None:
         for name, ring in self._series.items():
             x, y = ring.arrays()
-            trace = self._trace(name, **self._style(name))
-            trace.x, trace.y = _ms_to_datetime(x), y
+            self._line(name, _ms_to_datetime(x), y, **self._style(name))
 
     def _style(self, series: str) -> dict:
         """Extra trace settings for a new series."""
@@ -224,8 +225,7 @@ class LagChart(LiveChart):
         t = _ms_to_datetime(np.array([h[0] * 1000 for h in history]))
         for tp in parts:
             y = np.array([lags.get(tp, np.nan) for _, lags in history], dtype=float)
-            trace = self._trace(f"{tp.topic}[{tp.partition}]")
-            trace.x, trace.y = t, y
+            self._line(f"{tp.topic}[{tp.partition}]", t, y)
         report = self.monitor.report()
         status = self.monitor.status()
         self.figure.layout.title.text = f"consumer lag · {self.monitor.group} · {status}"
@@ -279,8 +279,8 @@ class WindowChart(LiveChart):
         self.inspector = None
         if inspector:
             import ipywidgets as widgets
-            self.inspector = widgets.HTML(layout=widgets.Layout(width="40%", overflow="auto"))
-            self._box = widgets.HBox([widgets.Box([self.figure], layout=widgets.Layout(width="60%")),
+            self.inspector = widgets.HTML(layout=widgets.Layout(width="42%", overflow="auto"))
+            self._box = widgets.HBox([widgets.Box([self.figure], layout=widgets.Layout(width="58%")),
                                       self.inspector])
         if consumer is not None:
             consumer.subscribe(lambda df: self.add_frame(df, key=key, value=value))
@@ -317,13 +317,14 @@ class WindowChart(LiveChart):
         for k in keys:
             ws = sorted((w for w in shown if w.key == k and w.start >= first), key=lambda w: w.start)
             name = str(k)
+            x = _ms_to_datetime(np.array([w.start for w in ws], dtype="int64"))
+            y = np.array([getattr(w, self.metric) for w in ws], dtype=float)
+            opacity = np.array([1.0 if w.final else 0.45 for w in ws])
             trace = next((t for t in self.figure.data if t.name == name), None)
-            if trace is None:
-                self.figure.add_bar(name=name)
-                trace = self.figure.data[-1]
-            trace.x = _ms_to_datetime(np.array([w.start for w in ws], dtype="int64"))
-            trace.y = np.array([getattr(w, self.metric) for w in ws], dtype=float)
-            trace.marker.opacity = np.array([1.0 if w.final else 0.45 for w in ws])
+            if trace is None:                # added with its bars (see LiveChart._line)
+                self.figure.add_bar(name=name, x=x, y=y, marker={"opacity": opacity})
+            else:
+                trace.x, trace.y, trace.marker.opacity = x, y, opacity
         self.figure.layout.title.text = (f"windows · {self.metric} · final solid, open faded · "
                                          f"late records: {late}")
         if self.inspector is not None:
@@ -345,6 +346,10 @@ def _clock(ts) -> str:
     return "" if pd.isna(ts) else ts.strftime("%H:%M:%S.%f")[:-3]
 
 
+def _span(start, end) -> str:
+    return f"{_clock(start)} +{(end - start).total_seconds():g} s"
+
+
 def inspector_html(df: pd.DataFrame, stream_times: dict, max_rows: int = 8) -> str:
     """The window inspector as HTML: stream time per partition, the open windows nearest to closing
     (one row per partition and window, its keys counted) with what they wait for, then the newest
@@ -360,12 +365,12 @@ def inspector_html(df: pd.DataFrame, stream_times: dict, max_rows: int = 8) -> s
                .agg(keys=("key", "size"), records=("count", "sum")).reset_index()
                .sort_values(["to_close_ms", "partition"]))
     rows = "".join(
-        f"<tr><td>{html.escape(str(r.partition))}</td><td>{_clock(r.start)}–{_clock(r.end)}</td>"
+        f"<tr><td>{html.escape(str(r.partition))}</td><td>{_span(r.start, r.end)}</td>"
         f"<td>{_clock(r.closes_at)}</td><td>{r.to_close_ms / 1000:.1f} s</td><td>{r.keys}</td><td>{r.records}</td></tr>"
         for r in windows.head(max_rows).itertuples())
     missed = "".join(
         f"<tr><td>{html.escape(str(r.partition))}</td><td>{html.escape(str(r.key))}</td><td>{_clock(r.timestamp)}</td>"
-        f"<td>{_clock(r.start)}–{_clock(r.end)}</td><td>{-r.to_close_ms / 1000:.1f} s</td></tr>"
+        f"<td>{_span(r.start, r.end)}</td><td>{-r.to_close_ms / 1000:.1f} s</td></tr>"
         for r in late.tail(5).itertuples())
     table = "<table style='white-space:nowrap;border-spacing:8px 1px;text-align:left'>"
     return (

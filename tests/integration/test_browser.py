@@ -147,6 +147,14 @@ def plot_points(page) -> list[int]:
     return page.evaluate(POINTS)
 
 
+def failed_cells(page) -> list[str]:
+    """Each cell that ended in an error: its first line, and the error."""
+    return page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
+        .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
+        .map(c => c.model.sharedModel.getSource().slice(0, 60) + ' -> ' + c.model.outputs.toJSON()
+            .filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue).join('; '))""")
+
+
 def widget_errors(errors):
     return [e for e in errors if any(s in e for s in WIDGET_ERRORS)]
 
@@ -211,9 +219,7 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
     page.locator(".jp-Cell").nth(window_cell).screenshot(path=str(ARTIFACTS / "live-lab-inspector.png"))
     for i in range(late_cell + 1, len(sources)):     # the rest, down to the stop_all cell
         run_cell(page, i)
-    failed = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
-        .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
-        .map(c => c.model.sharedModel.getSource().slice(0, 60))""")
+    failed = failed_cells(page)
     assert not failed, f"cells failed in the browser: {failed}"
     assert not widget_errors(errors), widget_errors(errors)
     close_notebook(page)
@@ -289,9 +295,7 @@ def test_the_topic_browser_pages_and_shows_a_record(browser, lab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(1, 'start')")
     page.locator(".jp-Cell").nth(1).screenshot(path=str(ARTIFACTS / "browser-widget.png"))
-    failed = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
-        .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
-        .map(c => c.model.sharedModel.getSource().slice(0, 60))""")
+    failed = failed_cells(page)
     assert not failed, f"cells failed in the browser: {failed}"
     assert not widget_errors(errors), widget_errors(errors)
     close_notebook(page)
@@ -348,9 +352,7 @@ def test_the_lag_history_chart_shows_every_recorded_sample(browser, lab):
     assert plotted == rows and rows >= 3 * 5, "every sample of every partition is a point on the chart"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.locator(".jp-Cell").nth(1).screenshot(path=str(ARTIFACTS / "lag-history.png"))
-    failed = page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
-        .filter(c => c.model.type === 'code' && c.model.outputs.toJSON().some(o => o.output_type === 'error'))
-        .map(c => c.model.sharedModel.getSource().slice(0, 60))""")
+    failed = failed_cells(page)
     assert not failed, f"cells failed in the browser: {failed}"
     assert not widget_errors(errors), widget_errors(errors)
     close_notebook(page)

@@ -46,12 +46,37 @@ def test_the_inspector_next_to_the_window_chart_says_what_an_open_window_waits_f
     assert "partition 0: stream time 00:00:00.050" in text and "partition 1: stream time 00:00:01.600" in text
     assert "idle timeout closes every open window in" in text
     assert "open windows</b> (2;" in text      # [0,1000) on partition 0, [1000,2000) on partition 1
-    assert "<td>0</td><td>00:00:00.000–00:00:01.000</td><td>00:00:01.500</td><td>1.4 s</td><td>1</td>" in text
+    assert "<td>0</td><td>00:00:00.000 +1 s</td><td>00:00:01.500</td><td>1.4 s</td><td>1</td>" in text
     assert "late records</b> (1 kept" in text
-    assert "<td>1</td><td>y</td><td>00:00:00.010</td><td>00:00:00.000–00:00:01.000</td><td>0.1 s</td>" in text
+    assert "<td>1</td><td>y</td><td>00:00:00.010</td><td>00:00:00.000 +1 s</td><td>0.1 s</td>" in text
     assert chart.widget().children[1] is chart.inspector
 
 
 def test_a_window_chart_without_inspector_is_the_bare_figure():
     chart = WindowChart(EventTimeWindows(Tumbling(1000)), inspector=False, name="test:bare")
     assert chart.widget() is chart.figure and chart.inspector is None
+
+
+def test_every_trace_is_added_with_its_points_so_the_front_end_never_hides_it():
+    """plotly.js marks a trace added without points `visible: false` and sends that default back to
+    the Python figure, which then keeps it: plotted() (and a legend) would lose the line. Seen in the
+    browser test: the throughput total vanished from plotted()."""
+    from kafka import TopicPartition
+
+    from kafkalab.live import LagChart, ThroughputChart
+
+    throughput = ThroughputChart(name="test:added-full")
+    throughput.push("produced · a", 5.0)
+    windows = WindowChart(EventTimeWindows(Tumbling(1000)), name="test:added-bars")
+    windows.windows.add(100, "k")
+    lag = LagChart("test-group", name="test:added-lag")          # never started: its history is set by hand
+    lag.monitor.history.append((1.0, {TopicPartition("t", 0): 7}))
+    added = []
+    for chart in (throughput, windows, lag):
+        chart.figure.observe(lambda change: added.extend((change["new"] or {}).get("trace_data", [])),
+                             names="_py2js_addTraces")
+        chart.sample(0.0)
+        chart.refresh()
+    assert [(t["name"], len(t.get("x", ())), len(t.get("y", ()))) for t in added] == [
+        ("produced · a", 1, 1), ("k", 1, 1), ("t[0]", 1, 1)]
+    assert list(lag.plotted()["y"]) == [7.0]
