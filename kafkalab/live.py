@@ -279,8 +279,8 @@ class WindowChart(LiveChart):
         self.inspector = None
         if inspector:
             import ipywidgets as widgets
-            self.inspector = widgets.HTML(layout=widgets.Layout(width="42%", overflow="auto"))
-            self._box = widgets.HBox([widgets.Box([self.figure], layout=widgets.Layout(width="58%")),
+            self.inspector = widgets.HTML(layout=widgets.Layout(width="45%", overflow="auto"))
+            self._box = widgets.HBox([widgets.Box([self.figure], layout=widgets.Layout(width="55%")),
                                       self.inspector])
         if consumer is not None:
             consumer.subscribe(lambda df: self.add_frame(df, key=key, value=value))
@@ -374,11 +374,12 @@ def inspector_html(df: pd.DataFrame, stream_times: dict, max_rows: int = 8) -> s
         for r in late.tail(5).itertuples())
     table = "<table style='white-space:nowrap;border-spacing:8px 1px;text-align:left'>"
     return (
-        f"<div style='font-size:12px;line-height:1.3'><b>window inspector</b> (times UTC)"
+        f"<div style='font-size:11px;line-height:1.3'><b>window inspector</b> (times UTC)"
         f"<ul style='margin:2px 0'>{parts or '<li>no record yet</li>'}</ul>{countdown}"
-        f"<b>open windows</b> ({len(windows)}; one closes when its partition's stream time reaches end + grace)"
-        f"{table}<tr><th>part.</th><th>window</th><th>closes at</th><th>stream time short by</th><th>keys</th>"
+        f"<b>open windows</b> ({len(windows)}; each closes when its partition's stream time reaches end + grace: "
+        "'to go')"
+        f"{table}<tr><th>part.</th><th>window</th><th>closes at</th><th>to go</th><th>keys</th>"
         f"<th>records</th></tr>{rows}</table>"
         f"<b>late records</b> ({len(late)} kept; newest 5)"
         f"{table}<tr><th>part.</th><th>key</th><th>stamped</th><th>missed window</th>"
-        f"<th>closed before it came</th></tr>{missed}</table></div>")
+        f"<th>too late by</th></tr>{missed}</table></div>")

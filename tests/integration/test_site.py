@@ -1,9 +1,7 @@
 """The static site: executed pages, every chart a notebook shows still on its page and interactive
 (plotly), controls explained, an index, no broken internal link, and nothing loaded from the network."""
 import copy
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ pytestmark = pytest.mark.integration
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 PAGES = ["00_start_here", "13_web_analytics", "14_replication"]
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-CHROMIUM = os.environ.get("KAFKALAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +101,6 @@ def test_pages_load_nothing_from_the_network(site):
                    if s in text]
         assert not loaders, f"{page.name} mentions {loaders}"
     assert "plotly.min.js" in local_links(site["out"] / "14_replication.html")     # the site's own copy
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM:
-        pytest.skip("no Chromium: install Debian's `chromium` package (.ci/run does) to run the browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the test extra)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield browser
-        browser.close()
 
 
 DRAWN = "() => [...document.querySelectorAll('.plotly-graph-div')].filter(d => d.querySelector('.main-svg')).length"
