@@ -279,7 +279,9 @@ class WindowChart(LiveChart):
         self.inspector = None
         if inspector:
             import ipywidgets as widgets
-            self.inspector = widgets.HTML(layout=widgets.Layout(width="45%", overflow="auto"))
+            # a fixed height: its rows come and go, and a growing cell would shift the page under the learner
+            self.inspector = widgets.HTML(layout=widgets.Layout(width="45%", height=f"{self.figure.layout.height}px",
+                                                                overflow="auto"))
             self._box = widgets.HBox([widgets.Box([self.figure], layout=widgets.Layout(width="55%")),
                                       self.inspector])
         if consumer is not None:

@@ -125,8 +125,9 @@ def cell_sources(page) -> list[str]:
                          ".map(c => c.model.sharedModel.getSource())")
 
 
+# from plotly.js's computed traces: a trace's input `x` may be a typed-array spec ({dtype, bdata}) with no length
 POINTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(
-    el => (el.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0))"""
+    el => (el._fullData || []).reduce((n, t) => n + (t.x && t.x.length ? t.x.length : 0), 0))"""
 
 
 def plot_points(page) -> list[int]:
