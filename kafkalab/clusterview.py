@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import queue
+import re
+import threading
 import time
 from concurrent.futures import Future
 
@@ -42,6 +44,11 @@ def quorum(admin) -> dict:
     return {"leader": part["leader_id"], "epoch": part["leader_epoch"], "high_watermark": hw,
             "voters": {v["replica_id"]: hw - v["log_end_offset"] if v["log_end_offset"] >= 0 else None
                        for v in part["current_voters"]}}
+
+
+def _ints(text: str) -> list[int]:
+    """[1, 2, 3] as the panel's table prints a list of node ids."""
+    return [int(n) for n in re.findall(r"-?\d+", text)]
 
 
 class _Sampler(Periodic):
@@ -122,6 +129,7 @@ class ClusterPanel(Composite):
         self.cluster = cluster or Cluster()
         self.snapshot: dict = {}
         self.log: list[str] = []
+        self._shown_lock = threading.Lock()    # a read-back sees one sample's status and table
         self.status = w.HTML("<i>not started: call start()</i>")
         self.table = w.HTML()
         self.messages = w.HTML()
@@ -159,8 +167,30 @@ class ClusterPanel(Composite):
         self.messages.value = "<br>".join(html.escape(m) for m in self.log)
 
     def _show(self, snap: dict) -> None:
-        self._render(snap)
+        with self._shown_lock:
+            self._render(snap)
         self.snapshot = snap     # last: whoever waits on the snapshot sees the view drawn
+
+    def shown(self) -> dict:
+        """What the panel shows now, read back from its widgets (not from `snapshot`), so a check can
+        compare it with an independent look at the cluster: `partitions` (topic, partition, leader,
+        replicas, isr, as the table lists them), `under_replicated` and `offline` (the counts in
+        the status line), `quorum_leader`, and `error` (the error shown instead, else None)."""
+        with self._shown_lock:
+            status, table = self.status.value, self.table.value
+        cell = r"<td>(.*?)</td>"
+        rows = [(html.unescape(t), int(p), int(leader), _ints(replicas), _ints(isr))
+                for t, p, leader, replicas, isr in re.findall(r"<tr[^>]*>" + cell * 5 + "</tr>", table)]
+        error = re.search(r"<span style='color:crimson'>(.*?)</span>", status)
+
+        def number(pattern: str) -> int | None:
+            found = re.search(pattern, status)
+            return int(found.group(1)) if found else None
+        return {"partitions": pd.DataFrame(rows, columns=["topic", "partition", "leader", "replicas", "isr"]),
+                "under_replicated": number(r"under-replicated partitions: <b>(\d+)</b>"),
+                "offline": number(r"offline: <b>(\d+)</b>"),
+                "quorum_leader": number(r"controller quorum leader: <b>(-?\d+)</b>"),
+                "error": html.unescape(error.group(1)) if error else None}
 
     def _render(self, snap: dict) -> None:
         alive = " ".join(f"<b style='color:{'green' if n['alive'] else 'crimson'}'>node {n['id']}: "
