@@ -154,6 +154,22 @@ def pytest_unconfigure(config):
         shutil.rmtree(_session.pop("home"), ignore_errors=True)  # brokers' data, logs, secrets
 
 
+CHROMIUM = os.environ.get("KAFKALAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's package) driven by Playwright, for the browser tests."""
+    if not CHROMIUM:
+        pytest.skip("no Chromium: install Debian's `chromium` package (.ci/run does) to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the test extra)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
 @pytest.fixture(scope="session")
 def broker():
     if "broker" not in _session:
