@@ -330,7 +330,7 @@ class WindowChart(LiveChart):
         self.figure.layout.title.text = (f"windows · {self.metric} · final solid, open faded · "
                                          f"late records: {late}")
         if self.inspector is not None:
-            self.inspector.value = inspector_html(self.windows.inspect(), self.windows.stream_times())
+            self.inspector.value = inspector_html(self.windows._inspection(newest_late=5))
 
     def plotted(self) -> pd.DataFrame:
         """What the bars show (series = key, x = window start, y = the metric), with `final`
@@ -344,36 +344,37 @@ class WindowChart(LiveChart):
         return self.figure if self.inspector is None else self._box
 
 
-def _clock(ts) -> str:
-    return "" if pd.isna(ts) else ts.strftime("%H:%M:%S.%f")[:-3]
+def _clock(ms: int) -> str:
+    """A time in ms as UTC HH:MM:SS.mmm."""
+    return time.strftime("%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}"
 
 
-def _span(start, end) -> str:
-    return f"{_clock(start)} +{(end - start).total_seconds():g} s"
+def _span(start: int, end: int) -> str:
+    return f"{_clock(start)} +{(end - start) / 1000:g} s"
 
 
-def inspector_html(df: pd.DataFrame, stream_times: dict, max_rows: int = 8) -> str:
-    """The window inspector as HTML: stream time per partition, the open windows nearest to closing
-    (one row per partition and window, its keys counted) with what they wait for, then the newest
-    late records with the window each missed."""
-    opened, late = df[df["state"] == "open"], df[df["state"] == "late"]
-    parts = "".join(
-        f"<li>partition {html.escape(str(p))}: stream time {_clock(pd.Timestamp(t, unit='ms', tz='UTC'))}</li>"
-        for p, t in sorted(stream_times.items(), key=lambda kv: str(kv[0])))
-    idle = opened["idle_close_s"].dropna()
-    countdown = (f"<p style='margin:2px 0'>idle timeout closes every open window in <b>{idle.iloc[0]:.1f} s</b> "
-                 "of quiet</p>" if len(idle) else "")
-    windows = (opened.groupby(["partition", "start", "end", "closes_at", "to_close_ms"], dropna=False)
-               .agg(keys=("key", "size"), records=("count", "sum")).reset_index()
-               .sort_values(["to_close_ms", "partition"]))
+def inspector_html(snap, max_rows: int = 8) -> str:
+    """The window inspector as HTML, from a windows' `_inspection()`: stream time per partition, the
+    open windows nearest to closing (one row per partition and window, its keys counted) with what
+    they wait for, then the newest late records with the window each missed."""
+    parts = "".join(f"<li>partition {html.escape(str(p))}: stream time {_clock(t)}</li>"
+                    for p, t in sorted(snap.stream.items(), key=lambda kv: str(kv[0])))
+    countdown = (f"<p style='margin:2px 0'>idle timeout closes every open window in <b>{snap.idle_left:.1f} s</b> "
+                 "of quiet</p>" if snap.open and snap.idle_left is not None else "")
+    windows: dict = {}                       # (partition, start, end, closes_at, stream time) -> [keys, records]
+    for partition, _, start, end, deadline, st, count in snap.open:
+        entry = windows.setdefault((partition, start, end, deadline, st), [0, 0])
+        entry[0] += 1
+        entry[1] += count
+    nearest = sorted(windows.items(), key=lambda kv: (kv[0][3] - kv[0][4], str(kv[0][0])))[:max_rows]
     rows = "".join(
-        f"<tr><td>{html.escape(str(r.partition))}</td><td>{_span(r.start, r.end)}</td>"
-        f"<td>{_clock(r.closes_at)}</td><td>{r.to_close_ms / 1000:.1f} s</td><td>{r.keys}</td><td>{r.records}</td></tr>"
-        for r in windows.head(max_rows).itertuples())
+        f"<tr><td>{html.escape(str(p))}</td><td>{_span(start, end)}</td><td>{_clock(deadline)}</td>"
+        f"<td>{(deadline - st) / 1000:.1f} s</td><td>{keys}</td><td>{records}</td></tr>"
+        for (p, start, end, deadline, st), (keys, records) in nearest)
     missed = "".join(
-        f"<tr><td>{html.escape(str(r.partition))}</td><td>{html.escape(str(r.key))}</td><td>{_clock(r.timestamp)}</td>"
-        f"<td>{_span(r.start, r.end)}</td><td>{-r.to_close_ms / 1000:.1f} s</td></tr>"
-        for r in late.tail(5).itertuples())
+        f"<tr><td>{html.escape(str(p))}</td><td>{html.escape(str(key))}</td><td>{_clock(ts)}</td>"
+        f"<td>{_span(start, end)}</td><td>{(st - deadline) / 1000:.1f} s</td></tr>"
+        for p, key, start, end, deadline, st, ts in snap.late[-5:])
     table = "<table style='white-space:nowrap;border-spacing:8px 1px;text-align:left'>"
     return (
         f"<div style='font-size:11px;line-height:1.3'><b>window inspector</b> (times UTC)"
@@ -382,6 +383,6 @@ def inspector_html(df: pd.DataFrame, stream_times: dict, max_rows: int = 8) -> s
         "'to go')"
         f"{table}<tr><th>part.</th><th>window</th><th>closes at</th><th>to go</th><th>keys</th>"
         f"<th>records</th></tr>{rows}</table>"
-        f"<b>late records</b> ({len(late)} kept; newest 5)"
+        f"<b>late records</b> ({snap.late_kept} kept; newest 5)"
         f"{table}<tr><th>part.</th><th>key</th><th>stamped</th><th>missed window</th>"
         f"<th>too late by</th></tr>{missed}</table></div>")

@@ -256,6 +256,20 @@ class _Windows:
         """The newest window a late record at `ts` would have joined: [start, end)."""
         raise NotImplementedError
 
+    def _inspection(self, newest_late: int | None = None) -> "Inspection":
+        """One consistent snapshot for the inspector, in plain tuples (ms): the window chart's
+        inspector reads it several times a second, so no DataFrame is built for it."""
+        with self._lock:
+            open_rows = sorted(((p, w.key, w.start, w.end, w.end + self.grace_ms, self._stream.get(p, -1), w.count)
+                                for (p, _, _), w in self._open.items()),
+                               key=lambda r: (str(r[0]), r[2], str(r[1])))
+            kept = list(self.late)[-newest_late:] if newest_late else list(self.late)
+            late_rows = []
+            for r in kept:
+                start, end = self._missed(r.timestamp)
+                late_rows.append((r.partition, r.key, start, end, end + self.grace_ms, r.stream_time, r.timestamp))
+            return Inspection(dict(self._stream), self._idle_left(), open_rows, late_rows, len(self.late))
+
     def inspect(self) -> pd.DataFrame:
         """Why each window is still open, and which windows the late records missed.
 
@@ -266,34 +280,37 @@ class _Windows:
         how long before it arrived its window had closed), the records counted, the late record's
         own `timestamp`, `idle_close_s` (seconds of quiet left before the idle timeout closes
         everything; NaN without one) and `why` in words."""
-        with self._lock:
-            idle = self._idle_left()
-            rows = []
-            for (partition, _, _), w in sorted(self._open.items(), key=lambda kv: (str(kv[0][0]), kv[1].start,
-                                                                                  str(kv[1].key))):
-                st, deadline = self._stream.get(partition, -1), w.end + self.grace_ms
-                why = (f"stream time of partition {partition} is {deadline - st} ms short of end + grace "
-                       f"({self.grace_ms} ms): a record stamped at or after closes_at closes it")
-                if idle is None:
-                    why += "; no idle timeout" if self.idle_timeout is None else ""
-                elif idle > 0:
-                    why += f"; the idle timeout closes it after {idle:.1f} s more of quiet"
-                else:
-                    why += f"; quiet for over {self.idle_timeout:g} s: the next poll_idle() closes it"
-                rows.append(("open", partition, w.key, w.start, w.end, deadline, st, deadline - st, w.count,
-                             None, idle, why))
-            for r in self.late:
-                start, end = self._missed(r.timestamp)
-                deadline = end + self.grace_ms
-                rows.append(("late", r.partition, r.key, start, end, deadline, r.stream_time,
-                             deadline - r.stream_time, 1, r.timestamp, idle,
-                             f"stream time of partition {r.partition} had passed its window's end + grace "
-                             f"by {r.stream_time - deadline} ms when it arrived"))
+        snap = self._inspection()
+        idle, rows = snap.idle_left, []
+        for partition, key, start, end, deadline, st, count in snap.open:
+            why = (f"stream time of partition {partition} is {deadline - st} ms short of end + grace "
+                   f"({self.grace_ms} ms): a record stamped at or after closes_at closes it")
+            if idle is None:
+                why += "; no idle timeout" if self.idle_timeout is None else ""
+            elif idle > 0:
+                why += f"; the idle timeout closes it after {idle:.1f} s more of quiet"
+            else:
+                why += f"; quiet for over {self.idle_timeout:g} s: the next poll_idle() closes it"
+            rows.append(("open", partition, key, start, end, deadline, st, deadline - st, count, None, idle, why))
+        for partition, key, start, end, deadline, st, ts in snap.late:
+            rows.append(("late", partition, key, start, end, deadline, st, deadline - st, 1, ts, idle,
+                         f"stream time of partition {partition} had passed its window's end + grace "
+                         f"by {st - deadline} ms when it arrived"))
         df = pd.DataFrame(rows, columns=["state", "partition", "key", "start", "end", "closes_at", "stream_time",
                                          "to_close_ms", "count", "timestamp", "idle_close_s", "why"])
         for col in ("start", "end", "closes_at", "stream_time", "timestamp"):
             df[col] = pd.to_datetime(df[col], unit="ms", utc=True)
         return df.astype({"idle_close_s": float}).round({"idle_close_s": 1})
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """A snapshot of a window set for its inspector (times in ms)."""
+    stream: dict                # partition -> stream time
+    idle_left: float | None     # seconds of quiet before the idle timeout closes everything
+    open: list                  # (partition, key, start, end, closes_at, stream_time, count)
+    late: list                  # (partition, key, start, end, closes_at, stream_time, timestamp), oldest first
+    late_kept: int              # late records kept in all (`late` may hold only the newest)
 
 
 class EventTimeWindows(_Windows):

@@ -143,6 +143,25 @@ def failed_cells(page) -> list[str]:
             .filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue).join('; '))""")
 
 
+def drawn_state(page, index, errors, lab) -> str:
+    """What the page holds when a chart is missing: the cell's outputs in the model and in the DOM,
+    every plotly div with its title, the console's errors and the end of JupyterLab's log."""
+    state = page.evaluate("""(i) => {
+        const cell = window.jupyterapp.shell.currentWidget.content.widgets[i];
+        const area = cell.node.querySelector('.jp-OutputArea');
+        return {
+            outputs: cell.model.outputs.toJSON().map(o => JSON.stringify(o).slice(0, 200)),
+            dom: area ? [...area.querySelectorAll('*')].slice(0, 40).map(
+                e => e.tagName.toLowerCase() + '.' + [...e.classList].slice(0, 3).join('.')).join(' ') : 'none',
+            text: area ? area.innerText.slice(0, 300) : '',
+            plots: [...document.querySelectorAll('.js-plotly-plot')].map(
+                el => (el.querySelector('text.gtitle') || {}).textContent || '(no title)'),
+        };
+    }""", index)
+    log = (lab["root"] / "jupyterlab.log").read_text(errors="replace")[-1500:]
+    return f"{state}; console errors: {errors[-10:]}; JupyterLab log ends: {log}"
+
+
 def widget_errors(errors):
     return [e for e in errors if any(s in e for s in WIDGET_ERRORS)]
 
@@ -161,7 +180,8 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
         page.wait_for_function(f"(n) => ({POINTS})().reduce((a, b) => a + b, 0) > n",
                                arg=sum(before), timeout=30_000)
     except Exception:
-        raise AssertionError(f"the live charts did not gain points in 30 s: {before} -> {plot_points(page)}") from None
+        raise AssertionError(f"the live charts did not gain points in 30 s: {before} -> {plot_points(page)}; "
+                             f"{drawn_state(page, upto, errors, lab)}") from None
 
     rate = page.locator(".widget-text:has(label:text-is('rate (msg/s)')) input").first
     rate.fill("345")
@@ -185,9 +205,7 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
         lag_plot.wait_for(timeout=30_000)
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "live-lab-lag-missing.png"), full_page=False)
-        outputs = page.evaluate("""(i) => window.jupyterapp.shell.currentWidget.content.widgets[i]
-            .model.outputs.toJSON().map(o => JSON.stringify(o).slice(0, 300))""", lag_cell)
-        raise AssertionError(f"no lag chart drawn; the cell's outputs: {outputs}") from None
+        raise AssertionError(f"no lag chart drawn: {drawn_state(page, lag_cell, errors, lab)}") from None
     page.locator(".jp-Cell").nth(lag_cell).screenshot(path=str(ARTIFACTS / "live-lab-lag.png"))   # chart and table
     # "why is this window still open?": the sources paused, one last record windowed, the idle timer running
     quiet_cell = next(i for i, s in enumerate(sources) if s.startswith("steady.pause(); bursty.pause()"))

@@ -52,6 +52,19 @@ def test_the_inspector_next_to_the_window_chart_says_what_an_open_window_waits_f
     assert chart.widget().children[1] is chart.inspector
 
 
+def test_the_inspector_lists_the_newest_five_late_records_and_counts_every_kept_one():
+    windows = EventTimeWindows(Tumbling(1000), keep_late=6)
+    chart = WindowChart(windows, name="test:inspector-late")
+    windows.add(5_000, "now")
+    for key in "abcdefg":                     # 7 late records; the windows keep the newest 6
+        windows.add(10, key)
+    chart.refresh()
+    text = chart.inspector.value
+    assert "late records</b> (6 kept; newest 5)" in text
+    shown = [k for k in "abcdefg" if f"<td>{k}</td>" in text]
+    assert shown == list("cdefg"), f"the inspector lists late keys {shown}; the newest five are c-g"
+
+
 def test_a_window_chart_without_inspector_is_the_bare_figure():
     chart = WindowChart(EventTimeWindows(Tumbling(1000)), inspector=False, name="test:bare")
     assert chart.widget() is chart.figure and chart.inspector is None
