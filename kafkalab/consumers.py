@@ -67,7 +67,7 @@ class LiveConsumer(Worker):
         self.consumed = self.batches = self.dropped = 0
         self.assignment: frozenset = frozenset()
         self.events: deque = deque(maxlen=200)    # (time, event, partitions)
-        self._meter = RateMeter()
+        self._meter = RateMeter(lambda: self.consumed)
 
     def subscribe(self, fn: Callable[[pd.DataFrame], None]) -> "LiveConsumer":
         """fn(batch) runs in the consumer thread for every batch, before its commit."""
@@ -115,7 +115,7 @@ class LiveConsumer(Worker):
         uncommitted = False
         while not self.stopping.is_set():
             now = time.monotonic()
-            self._meter.mark(self.consumed, now)
+            self._meter.mark(now)
             if deadline and now >= deadline:
                 break
             left = None if self.count is None else self.count - self.consumed
@@ -142,7 +142,7 @@ class LiveConsumer(Worker):
             if self.group_id:
                 consumer.commit_async()
                 uncommitted = True
-        self._meter.mark(self.consumed, force=True)
+        self._meter.mark(force=True)
 
     def _commit_caught_up(self, consumer) -> bool:
         """Caught up: commit synchronously what was processed. An asynchronous commit that

@@ -219,7 +219,7 @@ class RateProducer(Worker):
         self._paused = threading.Event()
         self._lat = deque(maxlen=5_000)
         self._pending: deque = deque()           # futures of sends not yet counted
-        self._meter = RateMeter()
+        self._meter = RateMeter(lambda: self.acked)
         self._producer = None                    # the owner thread's KafkaProducer
         self._pacer: Pacer | None = None
         self.sent = self.acked = self.errors = 0
@@ -322,7 +322,7 @@ class RateProducer(Worker):
         end = now + self.duration if self.duration else math.inf
         while not self.stopping.is_set():
             now = time.monotonic()
-            self._meter.mark(self.acked, now)
+            self._meter.mark(now)
             if now >= end or (self.count is not None and self.sent >= self.count):
                 break
             while True:
@@ -346,7 +346,7 @@ class RateProducer(Worker):
             pacer.sent(self._send_batch(self._producer, due, self.sent))
         self._producer.flush(timeout=30)
         self._settle()
-        self._meter.mark(self.acked, force=True)
+        self._meter.mark(force=True)
 
     def _send_batch(self, producer, due: int, i: int) -> int:
         sent = 0

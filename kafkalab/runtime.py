@@ -362,26 +362,35 @@ class Composite(Stoppable):
 
 
 class RateMeter:
-    """The achieved rate of a growing counter: marks (time, count) at most every `every` s, and
-    the rate over the newest `span` seconds of them; 0 once no mark came for `span` seconds."""
+    """The achieved rate of a growing counter over the newest `span` seconds, up to now.
 
-    def __init__(self, span: float = 2.0, every: float = 0.25,
+    Its owner's thread marks (time, count) at most every `every` s; `rate()` reads the counter itself
+    for the right end of the span. So a worker that stopped or stalls shows its rate falling to 0 over
+    `span`, as what it achieved really does, not its last rate repeated until the marks are stale.
+
+    Parameters
+    ----------
+    count : reads the counter (for example `lambda: self.acked`); read from any thread.
+    span : seconds the rate is measured over.
+    every : seconds between marks, at least.
+    clock : the clock (monotonic seconds).
+    """
+
+    def __init__(self, count: Callable[[], int], span: float = 2.0, every: float = 0.25,
                  clock: Callable[[], float] = time.monotonic):
-        self.span, self.every, self.clock = span, every, clock
+        self.count, self.span, self.every, self.clock = count, span, every, clock
         self._marks: deque = deque(maxlen=int(span / every) + 3)
 
-    def mark(self, count: int, now: float | None = None, force: bool = False) -> None:
+    def mark(self, now: float | None = None, force: bool = False) -> None:
         now = self.clock() if now is None else now
         if force or not self._marks or now - self._marks[-1][0] >= self.every:
-            self._marks.append((now, count))
+            self._marks.append((now, self.count()))
 
     def rate(self, now: float | None = None) -> float:
         marks = list(self._marks)
-        if len(marks) < 2:
+        if not marks:
             return 0.0
         now = self.clock() if now is None else now
-        if now - marks[-1][0] > self.span:
-            return 0.0
-        recent = [m for m in marks if m[0] >= marks[-1][0] - self.span]
-        (t0, c0), (t1, c1) = recent[0], recent[-1]
-        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+        # the left end: the newest mark at least `span` old (the oldest one, early on)
+        t0, c0 = next((m for m in reversed(marks) if m[0] <= now - self.span), marks[0])
+        return (self.count() - c0) / (now - t0) if now - t0 >= self.every else 0.0

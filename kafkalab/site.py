@@ -147,9 +147,10 @@ def build(notebooks: list[Path], out: Path, timeout: int = 300) -> dict:
             nav += f" · <a href='{notebooks[i - 1].stem}.html'>previous</a>"
         if i + 1 < len(notebooks):
             nav += f" · <a href='{notebooks[i + 1].stem}.html'>next</a>"
-        body, _ = exporter.from_notebook_node(nb, resources={"kl_nav": nav})
+        title = title_of(nb)                 # the page's <title>, not nbconvert's "Notebook"
+        body, _ = exporter.from_notebook_node(nb, resources={"kl_nav": nav, "metadata": {"name": title}})
         (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
-        pages.append((path.stem, title_of(nb), charts))
+        pages.append((path.stem, title, charts))
         report[path.name] = charts
     items = "\n".join(f"<li><a href='{stem}.html'>{html.escape(title)}</a> "
                       f"<small>({charts} interactive chart{'s' if charts != 1 else ''})</small></li>"

@@ -1,6 +1,7 @@
 """The static site: executed pages, every chart a notebook shows still on its page and interactive
 (plotly), controls explained, an index, no broken internal link, and nothing loaded from the network."""
 import copy
+import html
 import re
 from pathlib import Path
 
@@ -80,8 +81,11 @@ def test_every_page_has_the_charts_its_notebook_showed_and_working_links(site):
         shown, on_page = figures_shown(nb, live), charts_on(out / f"{stem}.html")
         assert on_page == shown, f"{stem}: the notebook showed {shown} figures, its page has {on_page} charts"
         assert report[f"{stem}.ipynb"] == on_page
-        listed = re.search(rf"href='{stem}.html'>[^<]*</a> <small>\((\d+) interactive", index)
-        assert listed and int(listed[1]) == on_page
+        listed = re.search(rf"href='{stem}.html'>([^<]*)</a> <small>\((\d+) interactive", index)
+        assert listed and int(listed[2]) == on_page
+        title = re.search(r"<title>([^<]*)</title>", (out / f"{stem}.html").read_text())
+        assert title and html.unescape(title[1]) == html.unescape(listed[1]) != "Notebook", (
+            f"{stem}'s page is titled {title and title[1]!r}, its index entry {listed[1]!r}")
     assert report["14_replication.ipynb"] >= 2          # its two live time-series charts, frozen at the end
     web = (out / "13_web_analytics.html").read_text()
     assert '"type":"funnel"' in web                       # px.funnel: a plotly figure, not a widget
