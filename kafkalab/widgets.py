@@ -135,12 +135,15 @@ class ProducerPanel(Composite):
                 "paused" if s["paused"] else ("running" if s["running"] else "idle"))
             p50 = "-" if s["latency_p50_ms"] is None else f"{s['latency_p50_ms']:.1f}"
             p99 = "-" if s["latency_p99_ms"] is None else f"{s['latency_p99_ms']:.1f}"
+            # two lines that never wrap: numbers growing a digit must not change the panel's height,
+            # or every cell below it jumps at each refresh
+            line = "<div style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis'>{}</div>"
             row["stats"].value = (
-                f"<code>{html.escape(state)} · target {s['target'] or 'max'} msg/s · achieved "
-                f"{s['rate']:.0f} msg/s · sent {s['sent']} · acked {s['acked']} · errors {s['errors']}"
-                f" · latency p50 {p50} ms, p99 {p99} ms</code>"
-                + (f"<br><span style='color:#c62828'>{html.escape(s['last_error'])}</span>"
-                   if s["last_error"] else ""))
+                line.format(f"<code>{html.escape(state)} · target {s['target'] or 'max'} msg/s · achieved "
+                            f"{s['rate']:.0f} msg/s · errors {s['errors']}</code>")
+                + line.format(f"<code>sent {s['sent']} · acked {s['acked']} · latency p50 {p50} ms, "
+                              f"p99 {p99} ms</code>")
+                + (f"<span style='color:#c62828'>{html.escape(s['last_error'])}</span>" if s["last_error"] else ""))
 
     def _ipython_display_(self):
         from IPython.display import display
