@@ -155,11 +155,18 @@ def drawn_state(page, index, errors, lab) -> str:
                 e => e.tagName.toLowerCase() + '.' + [...e.classList].slice(0, 3).join('.')).join(' ') : 'none',
             text: area ? area.innerText.slice(0, 300) : '',
             plots: [...document.querySelectorAll('.js-plotly-plot')].map(
-                el => (el.querySelector('text.gtitle') || {}).textContent || '(no title)'),
+                el => [(el.querySelector('text.gtitle') || {}).textContent || '(no title)',
+                       (el._fullData || []).length]),
         };
     }""", index)
     log = (lab["root"] / "jupyterlab.log").read_text(errors="replace")[-1500:]
-    return f"{state}; console errors: {errors[-10:]}; JupyterLab log ends: {log}"
+    hint = ""
+    if any(traces == 0 for _, traces in state["plots"]):
+        # anywidget (0.9+) rejects a model's `ready` when its ESM has not loaded within 2 s, and from then on
+        # drops every comm message to that model; plotly's ESM is a 5 MB bundle, imported once per FigureWidget
+        hint = ("; a plot has no trace: if the kernel added some, the front end dropped its updates (anywidget "
+                "gives a model's ESM 2 s to load; plotly's 5 MB bundle can take longer on a busy machine)")
+    return f"{state}; console errors: {errors[-10:]}; JupyterLab log ends: {log}{hint}"
 
 
 def widget_errors(errors):
@@ -214,12 +221,13 @@ def test_live_lab_runs_in_the_browser_and_its_widgets_drive_the_producers(browse
     window_cell = next(i for i, s in enumerate(sources) if "WindowChart(" in s)
     inspector = page.locator(".jp-Cell").nth(window_cell).locator(".widget-html:has-text('window inspector')")
     try:
-        page.wait_for_function("""(i) => {
+        page.wait_for_function(r"""(i) => {
             const text = window.jupyterapp.shell.currentWidget.content.widgets[i].node.innerText;
-            return text.includes('late records (3 kept') && text.includes('partition 2: stream time');
+            const kept = /late records \((\d+) kept/.exec(text);   // a busy machine makes late records of its own
+            return kept && +kept[1] >= 3 && text.includes('late-key') && text.includes('partition 2: stream time');
         }""", arg=window_cell, timeout=30_000)
     except Exception:     # (its idle countdown is not awaited: after 5 s of quiet it is gone, by design)
-        raise AssertionError(f"the inspector did not show three partitions and the 3 late records in 30 s: "
+        raise AssertionError(f"the inspector did not show three partitions and the 3 late records sent in 30 s: "
                              f"{inspector.inner_text()!r}") from None
     page.locator(".jp-Cell").nth(window_cell).screenshot(path=str(ARTIFACTS / "live-lab-inspector.png"))
     for i in range(quiet_cell + 1, len(sources)):    # the rest, down to the stop_all cell
